@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing for audioloop on Debian: the sound server and its
+# tools, the PipeWire headers, then the npm dependencies, and builds the
+# native addon and the TypeScript. Safe to run again: it only installs what
+# is missing and only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox
+      pkg-config make g++ python3)
+
+missing=()
+for p in "${DEBS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "setup: installing npm dependencies (builds the native addon)" >&2
+  npm ci --no-audit --no-fund >&2
+elif [[ ! -f build/Release/audioloop_native.node || native/audioloop.c -nt build/Release/audioloop_native.node || binding.gyp -nt build/Release/audioloop_native.node ]]; then
+  echo "setup: building the native addon" >&2
+  npm run --silent build:native >&2
+fi
+echo "setup: compiling TypeScript" >&2
+npm run --silent build:ts >&2

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Start/stop a private headless sound server: a session D-Bus, pipewire,
+# wireplumber and pipewire-pulse, all inside one private XDG_RUNTIME_DIR.
+#
+#   scripts/soundserver.sh start DIR   start it (DIR is created 0700); prints
+#                                      the environment to eval on stdout
+#   scripts/soundserver.sh stop DIR    stop every process it started (by PID)
+#   scripts/soundserver.sh env DIR     print the environment again
+#
+# Every process is tracked by PID in DIR/pids; nothing is ever killed by name.
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-}
+if [[ -z "$cmd" || -z "$dir" || "$cmd" == "-h" || "$cmd" == "--help" ]]; then
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  [[ "$cmd" == "-h" || "$cmd" == "--help" ]] && exit 0
+  exit 2
+fi
+
+print_env() {
+  echo "export XDG_RUNTIME_DIR='$dir'"
+  echo "export DBUS_SESSION_BUS_ADDRESS='unix:path=$dir/bus'"
+  echo "export PIPEWIRE_RUNTIME_DIR='$dir'"
+  echo "export PULSE_RUNTIME_PATH='$dir/pulse'"
+  echo "export PULSE_SERVER='unix:$dir/pulse/native'"
+}
+
+stop_all() {
+  local pidfile="$dir/pids"
+  [[ -f "$pidfile" ]] || return 0
+  # stop in reverse start order
+  tac "$pidfile" | while read -r name pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$pidfile"
+}
+
+wait_for() { # wait_for SECONDS CMD... : poll until CMD succeeds
+  local limit=$1; shift
+  local i
+  for i in $(seq 1 $((limit * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+case "$cmd" in
+  start)
+    for bin in dbus-daemon pipewire wireplumber pipewire-pulse pactl; do
+      command -v "$bin" >/dev/null || { echo "soundserver: $bin not found (run scripts/setup.sh)" >&2; exit 1; }
+    done
+    mkdir -p "$dir"
+    chmod 700 "$dir"
+    stop_all
+    mkdir -p "$dir/pulse" "$dir/log"
+    eval "$(print_env)"
+    unset PIPEWIRE_REMOTE || true
+    : > "$dir/pids"
+    dbus-daemon --session --nofork --nopidfile --address="unix:path=$dir/bus" \
+      >"$dir/log/dbus.log" 2>&1 &
+    echo "dbus-daemon $!" >> "$dir/pids"
+    wait_for 10 test -S "$dir/bus" || { echo "soundserver: dbus-daemon did not start" >&2; stop_all; exit 1; }
+    pipewire >"$dir/log/pipewire.log" 2>&1 &
+    echo "pipewire $!" >> "$dir/pids"
+    wait_for 10 test -S "$dir/pipewire-0" || { echo "soundserver: pipewire did not start, see $dir/log/pipewire.log" >&2; stop_all; exit 1; }
+    wireplumber >"$dir/log/wireplumber.log" 2>&1 &
+    echo "wireplumber $!" >> "$dir/pids"
+    pipewire-pulse >"$dir/log/pipewire-pulse.log" 2>&1 &
+    echo "pipewire-pulse $!" >> "$dir/pids"
+    wait_for 15 pactl info || { echo "soundserver: pipewire-pulse did not answer, see $dir/log/" >&2; stop_all; exit 1; }
+    # wireplumber is ready when it has published its settings/default metadata
+    wait_for 15 bash -c 'pw-metadata -n default 2>/dev/null | grep -q default' || true
+    print_env
+    ;;
+  stop)
+    stop_all
+    ;;
+  env)
+    print_env
+    ;;
+  *)
+    echo "soundserver: unknown command '$cmd' (start|stop|env)" >&2; exit 2 ;;
+esac

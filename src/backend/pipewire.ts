@@ -1,0 +1,230 @@
+/**
+ * PipeWire backend: Endpoint = one pw_stream created by the native addon.
+ */
+import { EventEmitter } from 'node:events';
+import { loadNative, type CoreHandle, type NativeBinding, type StreamHandle } from '../native';
+import { errnoError, makeError } from '../errors';
+import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
+
+export interface PipeWireBackendOptions {
+  /** application.name of our connection */
+  appName?: string;
+}
+
+export class PipeWireBackend extends EventEmitter implements Backend {
+  readonly name = 'pipewire';
+  private readonly native: NativeBinding;
+  private core: CoreHandle | null;
+  private readonly endpoints = new Set<PipeWireEndpoint>();
+  private lost = false;
+
+  /** Connects to the PipeWire server of this environment; throws ECONNREFUSED-like errors when none runs. */
+  constructor(opts: PipeWireBackendOptions = {}) {
+    super();
+    this.native = loadNative();
+    const res = this.native.coreOpen((kind, a, b, text) => this.onCoreEvent(kind, a, b, text), opts.appName ?? 'audioloop');
+    if (typeof res === 'number') {
+      throw errnoError(res, 'pw_context_connect', `cannot connect to PipeWire (${this.native.strerror(res)}); is a sound server running? (scripts/soundserver.sh)`);
+    }
+    this.core = res;
+  }
+
+  get connected(): boolean {
+    return this.core !== null && !this.lost && this.native.coreConnected(this.core);
+  }
+
+  createEndpoint(opts: EndpointOptions): Endpoint {
+    if (!this.core) throw makeError('EBADF', 'createEndpoint', 'the PipeWire backend is closed');
+    if (this.lost) throw makeError('EPIPE', 'createEndpoint', 'the PipeWire server went away');
+    const ep = new PipeWireEndpoint(this.native, this.core, opts, () => this.endpoints.delete(ep));
+    this.endpoints.add(ep);
+    return ep;
+  }
+
+  /** All nodes currently on the server (a mirror of the registry). */
+  nodes(): { id: number; name: string | null; mediaClass: string | null }[] {
+    return this.core ? this.native.coreNodes(this.core) : [];
+  }
+
+  close(): void {
+    if (!this.core) return;
+    for (const ep of [...this.endpoints]) ep.destroy();
+    this.native.coreClose(this.core);
+    this.core = null;
+  }
+
+  private onCoreEvent(kind: string, a: number, b: number, text: string | null): void {
+    if (kind === 'graph') {
+      for (const ep of this.endpoints) ep.onGraph();
+      return;
+    }
+    // core error: a = object id, b = negative errno
+    if (a === 0 && b === -32 /* -EPIPE */) {
+      if (this.lost) return;
+      this.lost = true;
+      const err = errnoError(b, 'pipewire', `the PipeWire server went away${text ? ` (${text})` : ''}`);
+      for (const ep of [...this.endpoints]) ep.fail(err);
+      this.emit('disconnected', err);
+    } else if (a === 0) {
+      this.emit('warning', errnoError(b, 'pipewire', text ?? 'core error'));
+    }
+  }
+}
+
+/** The backend for every endpoint: resolves peers through the shared core. */
+function backendPeers(native: NativeBinding, core: CoreHandle, nodeId: number): ClientInfo[] {
+  if (nodeId < 0) return [];
+  const seen = new Map<number, ClientInfo>();
+  for (const p of native.corePeers(core, nodeId)) {
+    if (seen.has(p.nodeId)) continue;
+    seen.set(p.nodeId, {
+      nodeId: p.nodeId,
+      name: p.name ?? null,
+      appName: p.appName ?? null,
+      mediaName: p.mediaName ?? null,
+      pid: p.pid !== undefined && p.pid > 0 ? p.pid : null,
+    });
+  }
+  return [...seen.values()];
+}
+
+export class PipeWireEndpoint extends EventEmitter implements Endpoint {
+  readonly options: Readonly<EndpointOptions>;
+  private handle: StreamHandle | null;
+  private _clientActive = false;
+  private nodeId = -1;
+  private peerKey = '';
+
+  constructor(
+    private readonly native: NativeBinding,
+    private readonly core: CoreHandle,
+    opts: EndpointOptions,
+    private readonly onDestroy: () => void,
+  ) {
+    super();
+    this.options = Object.freeze({ ...opts });
+    const res = native.streamCreate(
+      core,
+      {
+        direction: opts.direction,
+        name: opts.name,
+        description: opts.description,
+        format: opts.format,
+        rate: opts.rate,
+        channels: opts.channels,
+        ringBytes: opts.ringBytes,
+        ...(opts.wakeBytes !== undefined ? { wakeBytes: opts.wakeBytes } : {}),
+      },
+      (kind, a, b, text) => this.onStreamEvent(kind, a, b, text),
+    );
+    if (typeof res === 'number') throw errnoError(res, 'pw_stream_connect', `cannot create node ${opts.name}: ${native.strerror(res)}`);
+    this.handle = res;
+  }
+
+  get clientActive(): boolean {
+    return this._clientActive;
+  }
+
+  get destroyed(): boolean {
+    return this.handle === null;
+  }
+
+  read(buf: Buffer): number {
+    if (!this.handle) throw makeError('EBADF', 'read');
+    const n = this.native.streamRead(this.handle, buf);
+    if (n < 0) throw errnoError(n, 'read');
+    return n;
+  }
+
+  write(buf: Buffer): number {
+    if (!this.handle) throw makeError('EBADF', 'write');
+    const n = this.native.streamWrite(this.handle, buf);
+    if (n < 0) throw errnoError(n, 'write');
+    return n;
+  }
+
+  stats(): EndpointStats {
+    if (!this.handle) {
+      return { state: 'destroyed', nodeId: -1, fill: 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0 };
+    }
+    return this.native.streamStats(this.handle);
+  }
+
+  clients(): ClientInfo[] {
+    return backendPeers(this.native, this.core, this.nodeId);
+  }
+
+  /**
+   * Ends every client stream linked to our node by destroying the client's
+   * node, so that the session manager cannot move it to another device
+   * when ours disappears. Resolves once they are gone (or after 2 s).
+   */
+  async disconnectClients(): Promise<void> {
+    const peers = this.clients();
+    if (peers.length === 0) return;
+    for (const p of peers) this.native.coreDestroyGlobal(this.core, p.nodeId);
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      const left = this.native.coreNodes(this.core).filter((n) => peers.some((p) => p.nodeId === n.id));
+      if (left.length === 0) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  destroy(): void {
+    if (!this.handle) return;
+    this.native.streamDestroy(this.handle);
+    this.handle = null;
+    this._clientActive = false;
+    this.onDestroy();
+    this.emit('destroyed');
+  }
+
+  /** @internal the server went away */
+  fail(err: Error): void {
+    if (!this.handle) return;
+    this.destroy();
+    this.emit('error', err);
+  }
+
+  /** @internal called on every registry change */
+  onGraph(): void {
+    if (!this.handle) return;
+    const key = this.clients()
+      .map((c) => c.nodeId)
+      .sort((x, y) => x - y)
+      .join(',');
+    if (key !== this.peerKey) {
+      this.peerKey = key;
+      this.emit('clients', this.clients());
+    }
+  }
+
+  private onStreamEvent(kind: string, a?: string | number, b?: number, text?: string | null): void {
+    if (!this.handle) return;
+    switch (kind) {
+      case 'data':
+        this.emit(this.options.direction === 'sink' ? 'readable' : 'writable');
+        break;
+      case 'state': {
+        if (typeof b === 'number' && b >= 0) this.nodeId = b;
+        const state = String(a);
+        if (state === 'streaming' && !this._clientActive) {
+          this._clientActive = true;
+          this.emit('client-start');
+        } else if (state !== 'streaming' && this._clientActive) {
+          this._clientActive = false;
+          // a sink may still hold data captured before the stop
+          if (this.options.direction === 'sink') this.emit('readable');
+          this.emit('client-stop');
+        }
+        if (state === 'error') this.fail(makeError('EIO', 'pw_stream', text ?? 'stream error'));
+        this.emit('state', state);
+        break;
+      }
+      case 'format':
+        this.emit('format', a, b);
+        break;
+    }
+  }
+}

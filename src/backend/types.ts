@@ -1,0 +1,92 @@
+/**
+ * The contract between the loop logic and a sound-server backend
+ * (serialport's "binding" idea). The PipeWire backend implements it over the
+ * native addon; the memory backend implements it in plain TS for unit tests.
+ * Nothing above this interface touches native code.
+ */
+import type { EventEmitter } from 'node:events';
+import type { PcmFormat } from '../format';
+
+/** sink: clients play into the node and the server reads; source: the server writes and clients record. */
+export type EndpointDirection = 'sink' | 'source';
+
+export interface EndpointOptions extends PcmFormat {
+  direction: EndpointDirection;
+  /** node.name on the sound server, e.g. audioloop0 */
+  name: string;
+  /** human readable description shown by pavucontrol */
+  description: string;
+  /** ring buffer size in bytes (rounded up to a power of two) */
+  ringBytes: number;
+  /** wake the JS side when this many bytes are readable (sink) or free (source) */
+  wakeBytes?: number;
+}
+
+export interface EndpointStats {
+  /** backend stream state, e.g. 'paused', 'streaming' */
+  state: string;
+  /** node id on the sound server, -1 when unknown */
+  nodeId: number;
+  /** bytes in the ring now */
+  fill: number;
+  /** ring capacity in bytes */
+  size: number;
+  /** frames moved by the realtime side */
+  frames: number;
+  /** overruns (sink) / underruns (source) */
+  xruns: number;
+  /** bytes dropped (sink) or silence inserted (source) by xruns */
+  xrunBytes: number;
+  /** graph cycles seen */
+  cycles: number;
+  /** frames in the last cycle */
+  quantum: number;
+}
+
+/** A client of the loop: an application stream linked to our node. */
+export interface ClientInfo {
+  nodeId: number;
+  name: string | null;
+  appName: string | null;
+  mediaName: string | null;
+  pid: number | null;
+}
+
+/**
+ * One client-side device ("the cable's far end").
+ * Events:
+ *  - 'client-start'  a client started playing/recording (data flows)
+ *  - 'client-stop'   the last client stopped
+ *  - 'readable'      (sink) data is waiting in the ring
+ *  - 'writable'      (source) the ring has room again after a short write
+ *  - 'clients'       the set of linked client streams changed
+ *  - 'error' (err)   the endpoint failed (e.g. the sound server went away)
+ */
+export interface Endpoint extends EventEmitter {
+  readonly options: Readonly<EndpointOptions>;
+  /** true between 'client-start' and 'client-stop' */
+  readonly clientActive: boolean;
+  readonly destroyed: boolean;
+  /** sink: copies up to buf.length bytes (whole frames) out of the ring */
+  read(buf: Buffer): number;
+  /** source: copies whole frames of buf into the ring, returns bytes taken */
+  write(buf: Buffer): number;
+  stats(): EndpointStats;
+  clients(): ClientInfo[];
+  /** ends every client stream linked to the node (they must not move elsewhere) */
+  disconnectClients(): Promise<void>;
+  /** idempotent; removes the node */
+  destroy(): void;
+}
+
+/**
+ * A connection to a sound server.
+ * Events: 'disconnected' (err) when the server goes away.
+ */
+export interface Backend extends EventEmitter {
+  readonly name: string;
+  readonly connected: boolean;
+  createEndpoint(opts: EndpointOptions): Endpoint;
+  /** idempotent */
+  close(): void;
+}

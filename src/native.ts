@@ -1,0 +1,104 @@
+/**
+ * The one load point of the native addon (serialport style): everything
+ * else talks to the typed contract below, and only src/backend/pipewire.ts
+ * uses it.
+ */
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+declare const coreBrand: unique symbol;
+declare const streamBrand: unique symbol;
+/** Opaque handle to a PipeWire connection (pw_thread_loop + core). */
+export type CoreHandle = { readonly [coreBrand]: true };
+/** Opaque handle to one pw_stream. */
+export type StreamHandle = { readonly [streamBrand]: true };
+
+export type CoreEventKind = 'graph' | 'error';
+/** graph: a = 1 added / 0 removed, b = object id, text = 'node' | 'link'; error: a = id, b = res, text = message */
+export type CoreCallback = (kind: CoreEventKind, a: number, b: number, text: string | null) => void;
+/** state: a = state name, b = node id; format: a = rate, b = channels; data: wake-up */
+export type StreamCallback = (kind: 'state' | 'format' | 'data', a?: string | number, b?: number, text?: string | null) => void;
+
+export interface NativeStreamOptions {
+  direction: 'sink' | 'source';
+  name: string;
+  description?: string;
+  format: string;
+  rate: number;
+  channels: number;
+  ringBytes?: number;
+  wakeBytes?: number;
+  latencyFrames?: number;
+}
+
+export interface NativeStreamStats {
+  state: string;
+  nodeId: number;
+  fill: number;
+  size: number;
+  frames: number;
+  xruns: number;
+  xrunBytes: number;
+  cycles: number;
+  quantum: number;
+}
+
+export interface NativePeer {
+  linkId: number;
+  nodeId: number;
+  name?: string | null;
+  mediaClass?: string | null;
+  appName?: string | null;
+  mediaName?: string | null;
+  pid?: number;
+  clientId?: number;
+}
+
+export interface NativeNode {
+  id: number;
+  name: string | null;
+  mediaClass: string | null;
+  appName: string | null;
+  pid: number;
+}
+
+/** Every function returns a negative errno instead of throwing on failure. */
+export interface NativeBinding {
+  coreOpen(cb: CoreCallback, appName?: string): CoreHandle | number;
+  coreClose(core: CoreHandle): void;
+  coreConnected(core: CoreHandle): boolean;
+  corePeers(core: CoreHandle, nodeId: number): NativePeer[];
+  coreNodes(core: CoreHandle): NativeNode[];
+  coreDestroyGlobal(core: CoreHandle, id: number): number;
+  streamCreate(core: CoreHandle, opts: NativeStreamOptions, cb: StreamCallback): StreamHandle | number;
+  streamRead(stream: StreamHandle, buf: Buffer): number;
+  streamWrite(stream: StreamHandle, buf: Buffer): number;
+  streamStats(stream: StreamHandle): NativeStreamStats;
+  streamDestroy(stream: StreamHandle): void;
+  versions(): { compiled: string; linked: string };
+  strerror(errno: number): string;
+}
+
+let binding: NativeBinding | undefined;
+
+/** Loads build/Release/audioloop_native.node once; throws a clear error if it was not built. */
+export function loadNative(): NativeBinding {
+  if (binding) return binding;
+  const root = path.resolve(__dirname, '..', '..');
+  const candidates = [
+    path.join(root, 'build', 'Release', 'audioloop_native.node'),
+    path.join(root, 'build', 'Debug', 'audioloop_native.node'),
+  ];
+  const file = candidates.find((f) => fs.existsSync(f));
+  if (!file) {
+    const err = new Error(
+      `audioloop: the native addon is not built (looked for ${candidates[0]}); run "npm run build:native" ` +
+        '(needs libpipewire-0.3-dev, see scripts/setup.sh)',
+    ) as Error & { code: string };
+    err.code = 'ENOADDON';
+    throw err;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  binding = require(file) as NativeBinding;
+  return binding;
+}
