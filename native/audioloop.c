@@ -152,7 +152,7 @@ enum al_event_type {
 	AL_EV_FORMAT,        /* stream format negotiated: a = rate */
 	AL_EV_CORE_ERROR,    /* core error: a = id, b = res, text = message */
 	AL_EV_GRAPH,         /* a link or node appeared/vanished */
-	AL_EV_DRAINED,       /* (unused by sinks) stream drained */
+	AL_EV_LINKS,         /* links to our node from clients: a = count */
 };
 
 struct al_event {
@@ -209,6 +209,7 @@ struct al_stream {
 	_Atomic int want_space;          /* source: JS waits for free space (set by [js]) */
 	_Atomic int state;               /* enum pw_stream_state, set in [loop] */
 	_Atomic uint32_t node_id;        /* set in [loop] */
+	_Atomic uint32_t links;          /* client links into (sink) / out of (source) our node, set in [loop] */
 
 	napi_ref callback;               /* [js] */
 };
@@ -230,7 +231,7 @@ struct al_core {
 
 	uv_async_t async;                /* [js] owns; uv_async_send from anywhere */
 	bool async_ref;
-	struct spa_list streams;         /* [js] */
+	struct spa_list streams;         /* changed by [js] under the thread loop lock; read by [loop] */
 	uint32_t next_stream_id;
 	uint32_t live_streams;
 	bool closed;                     /* [js] */
@@ -263,62 +264,106 @@ static void push_event(struct al_core *c, int type, uint32_t stream_id, int64_t 
 /* ------------------------------------------------------------------------ */
 /* stream callbacks                                                          */
 
-/* [rt] the realtime callback: copy min(avail, n), fill silence, signal */
-static void on_process(void *data)
+/* [rt] true when every byte is the silence byte */
+static bool is_silence(const uint8_t *p, uint32_t n, uint8_t silence)
 {
-	struct al_stream *s = data;
+	for (uint32_t i = 0; i < n; i++)
+		if (p[i] != silence)
+			return false;
+	return true;
+}
+
+/* [rt] sink: every buffer the graph queued for us goes into the ring */
+static void sink_process(struct al_stream *s)
+{
+	struct pw_buffer *b;
+	uint32_t frames = 0;
+	bool dropped = false;
+
+	/* drain the queue: a buffer left behind would be recycled unread */
+	while ((b = pw_stream_dequeue_buffer(s->stream)) != NULL) {
+		struct spa_data *d = &b->buffer->datas[0];
+		if (d->data != NULL) {
+			uint32_t off = SPA_MIN(d->chunk->offset, d->maxsize);
+			uint32_t n = SPA_MIN(d->chunk->size, d->maxsize - off);
+			n -= n % s->stride;
+			const uint8_t *src = SPA_PTROFF(d->data, off, uint8_t);
+			/* The node always runs (see stream creation); with no client
+			 * linked it only hears silence, which is not kept. Anything
+			 * that is not silence is kept even before the link is seen. */
+			if (atomic_load_explicit(&s->links, memory_order_acquire) == 0 &&
+			    is_silence(src, n, s->fmt->silence)) {
+				pw_stream_queue_buffer(s->stream, b);
+				continue;
+			}
+			uint32_t done = ring_write(&s->ring, src, n);
+			if (done < n) {
+				dropped = true;
+				atomic_fetch_add_explicit(&s->xrun_bytes, n - done, memory_order_relaxed);
+			}
+			frames += n / s->stride;
+		}
+		pw_stream_queue_buffer(s->stream, b);
+	}
+	if (dropped)
+		atomic_fetch_add_explicit(&s->xruns, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->frames_rt, frames, memory_order_relaxed);
+	atomic_store_explicit(&s->last_quantum, frames, memory_order_relaxed);
+	if (ring_fill(&s->ring) >= s->wake_bytes || dropped) {
+		atomic_store_explicit(&s->wake, 1, memory_order_release);
+		uv_async_send(&s->core->async);
+	}
+}
+
+/* [rt] source: copy min(avail, n) out of the ring, fill the rest with silence */
+static void source_process(struct al_stream *s)
+{
 	struct pw_buffer *b = pw_stream_dequeue_buffer(s->stream);
 	if (b == NULL)
 		return;
 	struct spa_data *d = &b->buffer->datas[0];
-	uint32_t frames = 0;
-
+	uint32_t n = 0;
 	if (d->data != NULL) {
-		if (s->is_sink) {
-			uint32_t off = SPA_MIN(d->chunk->offset, d->maxsize);
-			uint32_t n = SPA_MIN(d->chunk->size, d->maxsize - off);
-			n -= n % s->stride;
-			uint32_t done = ring_write(&s->ring, SPA_PTROFF(d->data, off, uint8_t), n);
-			if (done < n) {
+		n = d->maxsize - d->maxsize % s->stride;
+		if (b->requested > 0)
+			n = SPA_MIN(n, (uint32_t)b->requested * s->stride);
+		uint32_t done = ring_read(&s->ring, d->data, n);
+		if (done < n) {
+			memset(SPA_PTROFF(d->data, done, uint8_t), s->fmt->silence, n - done);
+			/* an underrun counts only once JS has started writing; it
+			 * counts once per gap, with the silence of that cycle */
+			if (atomic_exchange_explicit(&s->primed, 0, memory_order_acq_rel)) {
 				atomic_fetch_add_explicit(&s->xruns, 1, memory_order_relaxed);
 				atomic_fetch_add_explicit(&s->xrun_bytes, n - done, memory_order_relaxed);
 			}
-			frames = n / s->stride;
-			if (ring_fill(&s->ring) >= s->wake_bytes || done < n) {
-				atomic_store_explicit(&s->wake, 1, memory_order_release);
-				uv_async_send(&s->core->async);
-			}
-		} else {
-			uint32_t n = d->maxsize - d->maxsize % s->stride;
-			if (b->requested > 0)
-				n = SPA_MIN(n, (uint32_t)b->requested * s->stride);
-			uint32_t done = ring_read(&s->ring, d->data, n);
-			if (done < n) {
-				memset(SPA_PTROFF(d->data, done, uint8_t), s->fmt->silence, n - done);
-				/* an underrun counts only once JS has started writing; it
-				 * counts once per gap, with the silence of that cycle */
-				if (atomic_exchange_explicit(&s->primed, 0, memory_order_acq_rel)) {
-					atomic_fetch_add_explicit(&s->xruns, 1, memory_order_relaxed);
-					atomic_fetch_add_explicit(&s->xrun_bytes, n - done, memory_order_relaxed);
-				}
-			}
-			d->chunk->offset = 0;
-			d->chunk->stride = s->stride;
-			d->chunk->size = n;
-			frames = n / s->stride;
-			if (atomic_load_explicit(&s->want_space, memory_order_acquire) &&
-			    s->ring.size - ring_fill(&s->ring) >= s->wake_bytes &&
-			    atomic_exchange_explicit(&s->want_space, 0, memory_order_acq_rel)) {
-				atomic_store_explicit(&s->wake, 1, memory_order_release);
-				uv_async_send(&s->core->async);
-			}
 		}
+		d->chunk->offset = 0;
+		d->chunk->stride = s->stride;
+		d->chunk->size = n;
 	}
-	atomic_fetch_add_explicit(&s->frames_rt, frames, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->cycles, 1, memory_order_relaxed);
-	atomic_store_explicit(&s->last_quantum, frames, memory_order_relaxed);
 	pw_stream_queue_buffer(s->stream, b);
+	atomic_fetch_add_explicit(&s->frames_rt, n / s->stride, memory_order_relaxed);
+	atomic_store_explicit(&s->last_quantum, n / s->stride, memory_order_relaxed);
+	if (atomic_load_explicit(&s->want_space, memory_order_acquire) &&
+	    s->ring.size - ring_fill(&s->ring) >= s->wake_bytes &&
+	    atomic_exchange_explicit(&s->want_space, 0, memory_order_acq_rel)) {
+		atomic_store_explicit(&s->wake, 1, memory_order_release);
+		uv_async_send(&s->core->async);
+	}
 }
+
+/* [rt] the realtime callback */
+static void on_process(void *data)
+{
+	struct al_stream *s = data;
+	if (s->is_sink)
+		sink_process(s);
+	else
+		source_process(s);
+	atomic_fetch_add_explicit(&s->cycles, 1, memory_order_relaxed);
+}
+
+static void update_links(struct al_core *c);
 
 /* [loop] */
 static void on_state_changed(void *data, enum pw_stream_state old, enum pw_stream_state state,
@@ -328,6 +373,7 @@ static void on_state_changed(void *data, enum pw_stream_state old, enum pw_strea
 	uint32_t node_id = pw_stream_get_node_id(s->stream);
 	atomic_store(&s->node_id, node_id);
 	atomic_store(&s->state, (int)state);
+	update_links(s->core);
 	push_event(s->core, AL_EV_STATE, s->id, state, node_id == SPA_ID_INVALID ? -1 : (int64_t)node_id,
 		   error);
 }
@@ -370,6 +416,26 @@ static void free_node_info(struct al_node_info *n)
 	free(n);
 }
 
+/* [loop] counts client links per stream and reports changes between zero and non-zero */
+static void update_links(struct al_core *c)
+{
+	struct al_stream *s;
+	spa_list_for_each(s, &c->streams, link) {
+		if (s->destroyed)
+			continue;
+		uint32_t node_id = atomic_load(&s->node_id), count = 0;
+		struct al_link_info *l;
+		if (node_id != SPA_ID_INVALID) {
+			spa_list_for_each(l, &c->links, link)
+				if ((s->is_sink ? l->in_node : l->out_node) == node_id)
+					count++;
+		}
+		uint32_t old = atomic_exchange(&s->links, count);
+		if ((old == 0) != (count == 0))
+			push_event(c, AL_EV_LINKS, s->id, count, 0, NULL);
+	}
+}
+
 /* [loop] */
 static void registry_global(void *data, uint32_t id, uint32_t permissions, const char *type,
 			    uint32_t version, const struct spa_dict *props)
@@ -402,6 +468,7 @@ static void registry_global(void *data, uint32_t id, uint32_t permissions, const
 		l->out_node = (uint32_t)atoi(o);
 		l->in_node = (uint32_t)atoi(i);
 		spa_list_append(&c->links, &l->link);
+		update_links(c);
 		push_event(c, AL_EV_GRAPH, 0, 1, id, "link");
 	}
 }
@@ -423,6 +490,7 @@ static void registry_global_remove(void *data, uint32_t id)
 		if (l->id == id) {
 			spa_list_remove(&l->link);
 			free(l);
+			update_links(c);
 			push_event(c, AL_EV_GRAPH, 0, 0, id, "link");
 			return;
 		}
@@ -603,6 +671,9 @@ static void on_async(uv_async_t *handle)
 					if (ev->type == AL_EV_STATE) {
 						argv[0] = make_str(env, "state");
 						argv[1] = make_str(env, state_name((int)ev->a));
+					} else if (ev->type == AL_EV_LINKS) {
+						argv[0] = make_str(env, "links");
+						argv[1] = make_int(env, ev->a);
 					} else {
 						argv[0] = make_str(env, "format");
 						argv[1] = make_int(env, ev->a);
@@ -646,7 +717,13 @@ static void stream_destroy(struct al_stream *s)
 		pw_thread_loop_unlock(c->tl);
 	}
 	s->stream = NULL;
-	spa_list_remove(&s->link);
+	if (c->tl != NULL) {
+		pw_thread_loop_lock(c->tl);
+		spa_list_remove(&s->link);
+		pw_thread_loop_unlock(c->tl);
+	} else {
+		spa_list_remove(&s->link);
+	}
 	if (s->callback) {
 		napi_delete_reference(c->env, s->callback);
 		s->callback = NULL;
@@ -858,7 +935,7 @@ static napi_value js_core_close(napi_env env, napi_callback_info info)
 /*
  * streamCreate(core, opts, callback(kind, a, b, text)) -> external | negative errno
  * opts: { direction: 'sink'|'source', name, description, format, rate, channels,
- *         ringBytes, wakeBytes, latencyFrames?, appName? }
+ *         ringBytes, wakeBytes, latencyFrames?, props?: { [key]: string } }
  */
 static napi_value js_stream_create(napi_env env, napi_callback_info info)
 {
@@ -929,6 +1006,36 @@ static napi_value js_stream_create(napi_env env, napi_callback_info info)
 		"node.virtual", "true",
 		"audioloop.instance", name,
 		NULL);
+	/* A sink runs from creation on, like an open device: a node that only
+	 * starts when the first client links loses that client's first quantum
+	 * (the client runs one cycle before we do). Client presence comes from
+	 * the link count instead of the stream state. */
+	if (is_sink)
+		pw_properties_set(props, "node.always-process", "true");
+	/* extra node properties: opts.props = { key: 'value', ... } */
+	napi_value extra;
+	bool has_extra = false;
+	napi_valuetype extra_type = napi_undefined;
+	if (napi_has_named_property(env, argv[1], "props", &has_extra) == napi_ok && has_extra &&
+	    napi_get_named_property(env, argv[1], "props", &extra) == napi_ok &&
+	    napi_typeof(env, extra, &extra_type) == napi_ok && extra_type == napi_object) {
+		napi_value keys;
+		uint32_t nkeys = 0;
+		napi_get_property_names(env, extra, &keys);
+		napi_get_array_length(env, keys, &nkeys);
+		for (uint32_t i = 0; i < nkeys; i++) {
+			napi_value k, v;
+			char key[128], val[256];
+			size_t n;
+			napi_get_element(env, keys, i, &k);
+			if (napi_get_value_string_utf8(env, k, key, sizeof(key), &n) != napi_ok)
+				continue;
+			napi_get_property(env, extra, k, &v);
+			if (napi_get_value_string_utf8(env, v, val, sizeof(val), &n) != napi_ok)
+				continue;
+			pw_properties_set(props, key, val);
+		}
+	}
 	if (latency > 0) {
 		snprintf(latency_str, sizeof(latency_str), "%u/%u", latency, rate);
 		pw_properties_set(props, PW_KEY_NODE_LATENCY, latency_str);
@@ -962,9 +1069,9 @@ static napi_value js_stream_create(napi_env env, napi_callback_info info)
 		free(s);
 		return make_int(env, res);
 	}
+	spa_list_append(&c->streams, &s->link);
 	pw_thread_loop_unlock(c->tl);
 
-	spa_list_append(&c->streams, &s->link);
 	c->live_streams++;
 	update_async_ref(c);
 
@@ -1024,7 +1131,7 @@ static napi_value js_stream_write(napi_env env, napi_callback_info info)
 	return make_int(env, n);
 }
 
-/* streamStats(stream) -> { state, nodeId, fill, size, frames, xruns, xrunBytes, cycles, quantum } */
+/* streamStats(stream) -> { state, nodeId, fill, size, frames, xruns, xrunBytes, cycles, quantum, links } */
 static napi_value js_stream_stats(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -1044,6 +1151,7 @@ static napi_value js_stream_stats(napi_env env, napi_callback_info info)
 	set_prop(env, obj, "xrunBytes", make_double(env, (double)atomic_load(&s->xrun_bytes)));
 	set_prop(env, obj, "cycles", make_double(env, (double)atomic_load(&s->cycles)));
 	set_prop(env, obj, "quantum", make_int(env, atomic_load(&s->last_quantum)));
+	set_prop(env, obj, "links", make_int(env, atomic_load(&s->links)));
 	return obj;
 }
 

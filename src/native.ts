@@ -16,8 +16,8 @@ export type StreamHandle = { readonly [streamBrand]: true };
 export type CoreEventKind = 'graph' | 'error';
 /** graph: a = 1 added / 0 removed, b = object id, text = 'node' | 'link'; error: a = id, b = res, text = message */
 export type CoreCallback = (kind: CoreEventKind, a: number, b: number, text: string | null) => void;
-/** state: a = state name, b = node id; format: a = rate, b = channels; data: wake-up */
-export type StreamCallback = (kind: 'state' | 'format' | 'data', a?: string | number, b?: number, text?: string | null) => void;
+/** state: a = state name, b = node id; format: a = rate, b = channels; links: a = client links; data: wake-up */
+export type StreamCallback = (kind: 'state' | 'format' | 'data' | 'links', a?: string | number, b?: number, text?: string | null) => void;
 
 export interface NativeStreamOptions {
   direction: 'sink' | 'source';
@@ -29,6 +29,7 @@ export interface NativeStreamOptions {
   ringBytes?: number;
   wakeBytes?: number;
   latencyFrames?: number;
+  props?: Record<string, string>;
 }
 
 export interface NativeStreamStats {
@@ -41,6 +42,7 @@ export interface NativeStreamStats {
   xrunBytes: number;
   cycles: number;
   quantum: number;
+  links: number;
 }
 
 export interface NativePeer {

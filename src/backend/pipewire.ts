@@ -113,6 +113,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
         rate: opts.rate,
         channels: opts.channels,
         ringBytes: opts.ringBytes,
+        ...(opts.props ? { props: opts.props } : {}),
         ...(opts.wakeBytes !== undefined ? { wakeBytes: opts.wakeBytes } : {}),
       },
       (kind, a, b, text) => this.onStreamEvent(kind, a, b, text),
@@ -145,7 +146,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
 
   stats(): EndpointStats {
     if (!this.handle) {
-      return { state: 'destroyed', nodeId: -1, fill: 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0 };
+      return { state: 'destroyed', nodeId: -1, fill: 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
     }
     return this.native.streamStats(this.handle);
   }
@@ -200,26 +201,35 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
     }
   }
 
+  private setClientActive(active: boolean): void {
+    if (active === this._clientActive) return;
+    this._clientActive = active;
+    if (active) {
+      this.emit('client-start');
+    } else {
+      // a sink may still hold data captured before the stop
+      if (this.options.direction === 'sink') this.emit('readable');
+      this.emit('client-stop');
+    }
+  }
+
   private onStreamEvent(kind: string, a?: string | number, b?: number, text?: string | null): void {
     if (!this.handle) return;
     switch (kind) {
       case 'data':
         this.emit(this.options.direction === 'sink' ? 'readable' : 'writable');
         break;
+      case 'links':
+        // sinks always run, so a client is there while a link to it is
+        if (this.options.direction === 'sink') this.setClientActive(Number(a) > 0);
+        break;
       case 'state': {
         if (typeof b === 'number' && b >= 0) this.nodeId = b;
         const state = String(a);
-        if (state === 'streaming' && !this._clientActive) {
-          this._clientActive = true;
-          this.emit('client-start');
-        } else if (state !== 'streaming' && this._clientActive) {
-          this._clientActive = false;
-          // a sink may still hold data captured before the stop
-          if (this.options.direction === 'sink') this.emit('readable');
-          this.emit('client-stop');
-        }
+        // a source starts when a client links and pauses when the last one goes
+        if (this.options.direction === 'source') this.setClientActive(state === 'streaming');
         if (state === 'error') this.fail(makeError('EIO', 'pw_stream', text ?? 'stream error'));
-        this.emit('state', state);
+        else this.emit('state', state);
         break;
       }
       case 'format':

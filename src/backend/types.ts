@@ -20,6 +20,8 @@ export interface EndpointOptions extends PcmFormat {
   ringBytes: number;
   /** wake the JS side when this many bytes are readable (sink) or free (source) */
   wakeBytes?: number;
+  /** extra node properties for the sound server */
+  props?: Record<string, string>;
 }
 
 export interface EndpointStats {
@@ -41,6 +43,8 @@ export interface EndpointStats {
   cycles: number;
   /** frames in the last cycle */
   quantum: number;
+  /** client links to the node */
+  links: number;
 }
 
 /** A client of the loop: an application stream linked to our node. */
