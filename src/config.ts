@@ -1,0 +1,174 @@
+/**
+ * The daemon config file (conf/audioloop.conf).
+ *
+ * Syntax, one setting per line:
+ *
+ *     # whole-line comment
+ *     audioloop_instances = 2   # trailing comment
+ *     buffer_ms=100
+ *
+ * Blank lines are ignored, whitespace around keys and values is ignored, and
+ * `#` always starts a comment (values cannot contain `#`). The value is
+ * everything after the first `=`. Every key may appear at most once; unknown
+ * keys are errors, so a typo never silently falls back to a default.
+ *
+ * Values are validated with one zod schema per key; the error messages are
+ * our own, always naming file, line, key and the allowed values, e.g.
+ *
+ *     conf/audioloop.conf:3: audioloop_instances = 40 is invalid: allowed values are integers 1-16
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+
+export interface AudioloopConfig {
+  /** number of loop devices to create (OSS4 `audioloop_instances`), 1-16 */
+  audioloopInstances: number;
+  /** directory for the daemon's sockets; undefined: $XDG_RUNTIME_DIR/audioloop */
+  socketDir?: string;
+  /** ring buffer length per loop in milliseconds, 10-2000 */
+  bufferMs: number;
+  logLevel: LogLevel;
+}
+
+/** The defaults. `socketDir` is absent (not merely undefined). */
+export const DEFAULT_CONFIG: Readonly<AudioloopConfig> = Object.freeze({
+  audioloopInstances: 1,
+  bufferMs: 200,
+  logLevel: 'info',
+});
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'ECONFIG' as const;
+  /** the config file, as given to parseConfig/loadConfig */
+  readonly file: string;
+  /** 1-based line number, or undefined when the error is not about one line */
+  readonly line: number | undefined;
+  /** the key concerned, when there is one */
+  readonly key: string | undefined;
+  /** human-readable description of the allowed values (or keys) */
+  readonly allowed: string | undefined;
+
+  constructor(
+    detail: string,
+    where: { file: string; line?: number; key?: string; allowed?: string },
+    options?: { cause?: unknown },
+  ) {
+    super(`${where.file}${where.line !== undefined ? `:${where.line}` : ''}: ${detail}`, options);
+    this.file = where.file;
+    this.line = where.line;
+    this.key = where.key;
+    this.allowed = where.allowed;
+  }
+}
+
+/** Decimal integer in [min, max]: no sign, no leading zeros, no hex, no fraction. */
+function intSchema(min: number, max: number) {
+  return z
+    .string()
+    .regex(/^(0|[1-9][0-9]{0,9})$/)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+}
+
+interface KeySpec<K extends keyof AudioloopConfig> {
+  field: K;
+  schema: z.ZodType<AudioloopConfig[K], z.ZodTypeDef, string>;
+  allowed: string;
+}
+
+type KeyTable = { [key: string]: KeySpec<keyof AudioloopConfig> };
+
+const KEYS = {
+  audioloop_instances: { field: 'audioloopInstances', schema: intSchema(1, 16), allowed: 'integers 1-16' },
+  socket_dir: {
+    field: 'socketDir',
+    // the daemon creates and binds in it: an empty or NUL-containing path can only be a mistake
+    schema: z.string().min(1).refine((s) => !s.includes('\0')),
+    allowed: 'a non-empty directory path',
+  },
+  buffer_ms: { field: 'bufferMs', schema: intSchema(10, 2000), allowed: 'integers 10-2000' },
+  log_level: { field: 'logLevel', schema: z.enum(['error', 'warn', 'info', 'debug']), allowed: LOG_LEVELS.join(', ') },
+} satisfies KeyTable;
+
+/** The keys the config file accepts, in documentation order. */
+export const CONFIG_KEYS: readonly string[] = Object.keys(KEYS);
+
+const KEY_SYNTAX = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+
+/** Parses config file text; `file` is used only in error messages. Throws ConfigError. */
+export function parseConfig(text: string, file: string): AudioloopConfig {
+  const config: AudioloopConfig = { ...DEFAULT_CONFIG };
+  const seen = new Map<string, number>(); // key -> line it was set on
+  const table: KeyTable = KEYS;
+
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = i + 1;
+    const hash = lines[i].indexOf('#');
+    const content = (hash >= 0 ? lines[i].slice(0, hash) : lines[i]).trim();
+    if (content === '') continue;
+
+    const eq = content.indexOf('=');
+    if (eq < 0) {
+      throw new ConfigError(`syntax error: expected "key = value", got ${JSON.stringify(content)}`, { file, line });
+    }
+    const key = content.slice(0, eq).trim();
+    const value = content.slice(eq + 1).trim();
+    if (!KEY_SYNTAX.test(key)) {
+      throw new ConfigError(
+        `syntax error: ${key === '' ? 'missing key' : `invalid key ${JSON.stringify(key)}`} in ${JSON.stringify(content)}`,
+        { file, line },
+      );
+    }
+
+    const spec = Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
+    if (spec === undefined) {
+      const allowed = CONFIG_KEYS.join(', ');
+      throw new ConfigError(`unknown key ${key}: known keys are ${allowed}`, { file, line, key, allowed });
+    }
+    const first = seen.get(key);
+    if (first !== undefined) {
+      throw new ConfigError(`duplicate key ${key}: first set on line ${first}, again on line ${line}`, {
+        file,
+        line,
+        key,
+      });
+    }
+    seen.set(key, line);
+
+    const result = spec.schema.safeParse(value);
+    if (!result.success) {
+      const shown = value === '' ? '""' : value;
+      throw new ConfigError(`${key} = ${shown} is invalid: allowed values are ${spec.allowed}`, {
+        file,
+        line,
+        key,
+        allowed: spec.allowed,
+      });
+    }
+    (config as unknown as Record<string, unknown>)[spec.field] = result.data;
+  }
+  return config;
+}
+
+/**
+ * Reads and parses a config file. A missing file is a ConfigError unless
+ * `options.optional` is set, in which case the defaults are returned (any
+ * other read error, e.g. EACCES or EISDIR, is still a ConfigError).
+ */
+export function loadConfig(file: string, options?: { optional?: boolean }): AudioloopConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && options?.optional) return { ...DEFAULT_CONFIG };
+    const reason = code === 'ENOENT' ? 'config file not found' : `cannot read config file (${code ?? String(err)})`;
+    throw new ConfigError(reason, { file }, { cause: err });
+  }
+  return parseConfig(text, file);
+}
