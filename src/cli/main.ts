@@ -1,0 +1,380 @@
+#!/usr/bin/env node
+/**
+ * audioloop command line: daemon, record, play, status.
+ * Exit codes: 0 ok, 1 error, 2 usage, 3 no daemon, 4 loop refused (EBUSY/EINVAL/ENODEV),
+ * 5 the client went away before everything was played.
+ */
+import { parseArgs } from 'node:util';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, LOG_LEVELS, type AudioloopConfig, type LogLevel } from '../config';
+import { Daemon, type DaemonStatus } from '../daemon';
+import { createLogger } from '../log';
+import { controlSocketPath, defaultSocketDir } from '../protocol';
+import { openServer } from '../client';
+import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } from '../format';
+import { openWavStream, WavFileWriter } from '../wav';
+import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
+import type { Backend } from '../backend/types';
+
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, RESET: 5 } as const;
+
+class UsageError extends Error {}
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const DEFAULT_CONF = path.join(ROOT, 'conf', 'audioloop.conf');
+
+const HELP: Record<string, string> = {
+  main: `usage: audioloop <command> [options]
+
+OSS4-style loopback devices on PipeWire: a program opens the server end of
+loop N; while it does, the device audioloopN exists on the sound server.
+
+commands:
+  daemon             run the daemon (creates the loop sockets)
+  record N FILE.wav  open loop N for reading and record what clients play (like ossrecord)
+  play N FILE.wav    open loop N for writing and play FILE.wav to clients that record
+  status [--json]    show every loop: state, format, server, clients, bytes, xruns
+
+Run "audioloop <command> --help" for the options of a command.`,
+  daemon: `usage: audioloop daemon [options]
+
+  -c, --config FILE       config file (default: ${DEFAULT_CONF} if present)
+  -n, --instances N       number of loops, 1-16 (overrides audioloop_instances)
+  -s, --socket-dir DIR    socket directory (default: $XDG_RUNTIME_DIR/audioloop)
+      --sound-server M    auto (default): use the running sound server, or start a
+                          private headless PipeWire if none runs; system: never start
+                          one; embedded: always start a private one
+      --runtime-dir DIR   where the embedded sound server lives
+                          (default: /tmp/audioloop-pw-<uid>)
+      --log-level L       error, warn, info (default) or debug
+  -h, --help`,
+  record: `usage: audioloop record N FILE.wav [options]
+
+Opens the server end of loop N read-only; audioloopN appears as a sink.
+Waits for a client to start playing, then records until it stops
+(ECONNRESET) or Ctrl-C. The WAV file is valid in every case.
+
+  -f, --format F      ${SAMPLE_FORMATS.join(', ')} (default s16le)
+  -r, --rate R        8000-192000 (default 48000)
+  -c, --channels C    1-8 (default 2)
+  -s, --socket-dir DIR
+  -q, --quiet
+  -h, --help`,
+  play: `usage: audioloop play N FILE.wav [options]
+
+Opens the server end of loop N write-only with the format of FILE.wav;
+audioloopN appears as a source. Waits for a client to start recording,
+plays the file, and waits until the client has it all.
+
+  -s, --socket-dir DIR
+  -q, --quiet
+  -h, --help`,
+  status: `usage: audioloop status [--json] [-s DIR]
+
+  --json              machine-readable output
+  -s, --socket-dir DIR
+  -h, --help`,
+};
+
+function parse<T extends Record<string, { type: 'string' | 'boolean'; short?: string }>>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function intArg(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} must be an integer ${min}-${max}, got "${v}"`);
+  return Number(v);
+}
+
+function instanceArg(v: string | undefined): number {
+  if (v === undefined) throw new UsageError('missing loop instance N');
+  const n = intArg(v, 'instance N', 0, 15);
+  return n!;
+}
+
+async function cmdDaemon(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    config: { type: 'string', short: 'c' },
+    instances: { type: 'string', short: 'n' },
+    'socket-dir': { type: 'string', short: 's' },
+    'sound-server': { type: 'string' },
+    'runtime-dir': { type: 'string' },
+    'log-level': { type: 'string' },
+  });
+  if (values.help) return help('daemon');
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  let config: AudioloopConfig;
+  if (values.config !== undefined) config = loadConfig(values.config);
+  else config = fs.existsSync(DEFAULT_CONF) ? loadConfig(DEFAULT_CONF) : { ...DEFAULT_CONFIG };
+  const inst = intArg(values.instances, '--instances', 1, 16);
+  if (inst !== undefined) config = { ...config, audioloopInstances: inst };
+  if (values['log-level'] !== undefined) {
+    if (!(LOG_LEVELS as readonly string[]).includes(values['log-level'])) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+    config = { ...config, logLevel: values['log-level'] as LogLevel };
+  }
+  const mode = values['sound-server'] ?? 'auto';
+  if (!['auto', 'system', 'embedded'].includes(mode)) throw new UsageError('--sound-server must be auto, system or embedded');
+  const log = createLogger(config.logLevel);
+  // the socket dir comes from the caller's environment, before any embedded server changes it
+  const socketDir = values['socket-dir'] ?? config.socketDir ?? defaultSocketDir();
+
+  let embedded: EmbeddedSoundServer | null = null;
+  const { PipeWireBackend } = await import('../backend/pipewire');
+  const connect = (): Backend => new PipeWireBackend({ appName: 'audioloop' });
+  if (mode === 'embedded' || (mode === 'auto' && !canConnect(connect))) {
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+    const dir = values['runtime-dir'] ?? path.join(os.tmpdir(), `audioloop-pw-${uid}`);
+    log.info(`no sound server found; starting a private headless PipeWire in ${dir}`);
+    embedded = await startEmbeddedSoundServer(dir);
+    log.info(`clients reach it with: export PULSE_SERVER='${embedded.env.PULSE_SERVER}' PIPEWIRE_RUNTIME_DIR='${dir}'`);
+  }
+  const daemon = new Daemon({ config, socketDir, connect, log });
+  const stopAll = (): void => embedded?.stop();
+  process.on('exit', stopAll);
+  try {
+    await daemon.start();
+  } catch (e) {
+    stopAll();
+    throw e;
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string): void => {
+      log.info(`${sig}: stopping`);
+      void daemon.stop().then(resolve);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  stopAll();
+  return EXIT.OK;
+}
+
+function canConnect(connect: () => Backend): boolean {
+  if (!pipewireSocketExists()) return false;
+  try {
+    connect().close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function exitFor(e: unknown): number {
+  const code = (e as { code?: string }).code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') return EXIT.NO_DAEMON;
+  if (code === 'EBUSY' || code === 'EINVAL' || code === 'ENODEV') return EXIT.REFUSED;
+  return EXIT.ERROR;
+}
+
+async function cmdRecord(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    format: { type: 'string', short: 'f' },
+    rate: { type: 'string', short: 'r' },
+    channels: { type: 'string', short: 'c' },
+    'socket-dir': { type: 'string', short: 's' },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  if (values.help) return help('record');
+  const instance = instanceArg(positionals[0]);
+  const file = positionals[1];
+  if (!file) throw new UsageError('missing FILE.wav');
+  if (positionals.length > 2) throw new UsageError(`unexpected argument "${positionals[2]}"`);
+  const format = values.format ?? 's16le';
+  if (!isSampleFormat(format)) throw new UsageError(`--format must be one of ${SAMPLE_FORMATS.join(', ')}`);
+  const rate = intArg(values.rate, '--rate', 8000, 192000) ?? 48000;
+  const channels = intArg(values.channels, '--channels', 1, 8) ?? 2;
+  const say = (m: string): void => {
+    if (!values.quiet) process.stderr.write(m + '\n');
+  };
+  let srv;
+  try {
+    srv = await openServer(instance, { mode: 'read', format: format as SampleFormat, rate, channels, app: 'audioloop record', ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
+  } catch (e) {
+    process.stderr.write(`audioloop record: ${(e as Error).message}\n`);
+    return exitFor(e);
+  }
+  const wav = await WavFileWriter.open(file, srv.format);
+  say(`recording ${srv.node} (${describeFormat(srv.format)}) to ${file}; waiting for a client to play...`);
+  let interrupted = false;
+  const onSig = (): void => {
+    interrupted = true;
+    srv.readable.destroy();
+  };
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  srv.once('start', (c: { app?: string; pid?: number }) => say(`client ${c.app ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''} started`));
+  let endCode: number = EXIT.OK;
+  try {
+    for await (const chunk of srv.readable) await wav.write(chunk as Buffer);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code !== 'ECONNRESET') {
+      process.stderr.write(`audioloop record: ${(e as Error).message}\n`);
+      endCode = EXIT.ERROR;
+    }
+  }
+  await wav.close();
+  await srv.close();
+  const secs = wav.dataBytes / srv.frameBytes / srv.format.rate;
+  say(`${interrupted ? 'interrupted' : 'client went away (ECONNRESET)'}: ${wav.dataBytes / srv.frameBytes} frames (${secs.toFixed(2)} s) in ${file}`);
+  process.off('SIGINT', onSig);
+  process.off('SIGTERM', onSig);
+  return endCode;
+}
+
+async function cmdPlay(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    'socket-dir': { type: 'string', short: 's' },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  if (values.help) return help('play');
+  const instance = instanceArg(positionals[0]);
+  const file = positionals[1];
+  if (!file) throw new UsageError('missing FILE.wav');
+  if (positionals.length > 2) throw new UsageError(`unexpected argument "${positionals[2]}"`);
+  const say = (m: string): void => {
+    if (!values.quiet) process.stderr.write(m + '\n');
+  };
+  const { format, stream } = await openWavStream(file);
+  let srv;
+  try {
+    srv = await openServer(instance, { mode: 'write', ...format, app: 'audioloop play', ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
+  } catch (e) {
+    process.stderr.write(`audioloop play: ${(e as Error).message}\n`);
+    return exitFor(e);
+  }
+  say(`playing ${file} (${describeFormat(format)}) on ${srv.node}; waiting for a client to record...`);
+  let written = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      await srv.write(chunk);
+      written += chunk.length;
+    }
+    await srv.close();
+    if (srv.error) throw srv.error;
+  } catch (e) {
+    await srv.close();
+    const code = (e as { code?: string }).code;
+    process.stderr.write(`audioloop play: ${(e as Error).message} after ${written / srv.frameBytes} frames\n`);
+    return code === 'ECONNRESET' ? EXIT.RESET : EXIT.ERROR;
+  }
+  say(`played ${written / srv.frameBytes} frames`);
+  return EXIT.OK;
+}
+
+export async function fetchStatus(socketDir: string): Promise<DaemonStatus> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(controlSocketPath(socketDir));
+    let buf = '';
+    sock.on('connect', () => sock.write('STATUS\n'));
+    sock.on('data', (d) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        sock.destroy();
+        try {
+          resolve(JSON.parse(buf.slice(0, nl)) as DaemonStatus);
+        } catch (e) {
+          reject(e);
+        }
+      }
+    });
+    sock.on('error', reject);
+  });
+}
+
+async function cmdStatus(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { json: { type: 'boolean' }, 'socket-dir': { type: 'string', short: 's' } });
+  if (values.help) return help('status');
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const dir = values['socket-dir'] ?? defaultSocketDir();
+  let st: DaemonStatus;
+  try {
+    st = await fetchStatus(dir);
+  } catch (e) {
+    process.stderr.write(`audioloop status: no daemon answers at ${controlSocketPath(dir)} (${(e as Error).message})\n`);
+    return EXIT.NO_DAEMON;
+  }
+  if (values.json) {
+    process.stdout.write(JSON.stringify(st, null, 2) + '\n');
+    return EXIT.OK;
+  }
+  const rows = [['LOOP', 'STATE', 'MODE', 'FORMAT', 'SERVER', 'CLIENTS', 'BYTES', 'XRUNS']];
+  for (const l of st.loops) {
+    rows.push([
+      l.node,
+      l.state,
+      l.mode ?? '-',
+      l.format ? describeFormat(l.format) : '-',
+      l.server ? `${l.server.app ?? '?'}${l.server.pid ? `[${l.server.pid}]` : ''}` : '-',
+      l.clients.length ? l.clients.map((c) => `${c.appName ?? c.name ?? '?'}${c.pid ? `[${c.pid}]` : ''}`).join(',') : '-',
+      String(l.bytes),
+      String(l.xruns),
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
+  for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  return EXIT.OK;
+}
+
+function help(topic: string): number {
+  process.stdout.write(HELP[topic] + '\n');
+  return EXIT.OK;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        return help(rest[0] && HELP[rest[0]] ? rest[0] : 'main');
+      case '--version':
+        process.stdout.write('audioloop 0.1.0\n');
+        return EXIT.OK;
+      case 'daemon':
+        return await cmdDaemon(rest);
+      case 'record':
+        return await cmdRecord(rest);
+      case 'play':
+        return await cmdPlay(rest);
+      case 'status':
+        return await cmdStatus(rest);
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`audioloop: ${e.message}\n${cmd && HELP[cmd] ? `Run "audioloop ${cmd} --help".` : 'Run "audioloop --help".'}\n`);
+      return EXIT.USAGE;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`audioloop: ${e.message}\n`);
+      return EXIT.USAGE;
+    }
+    process.stderr.write(`audioloop: ${(e as Error).message}\n`);
+    return EXIT.ERROR;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`audioloop: ${(e as Error).stack ?? e}\n`);
+      process.exitCode = EXIT.ERROR;
+    },
+  );
+}

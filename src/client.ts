@@ -1,0 +1,404 @@
+/**
+ * The server-end library: open the server end of loop N through the daemon
+ * and get a Node stream (plus OSS-like promise read/write on top).
+ *
+ *   const srv = await openServer(0, { mode: 'read', format: 's16le', rate: 48000, channels: 2 });
+ *   srv.readable.pipe(...)            // ends with an 'error' ECONNRESET after the last byte
+ *   const buf = await srv.read(4096)  // first read waits until a client starts
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { EventEmitter, once } from 'node:events';
+import { Readable, Writable } from 'node:stream';
+import { frameBytes, validateFormat, type PcmFormat, type SampleFormat } from './format';
+import { makeError, type AudioloopError } from './errors';
+import {
+  controlSocketPath,
+  defaultSocketDir,
+  formatOpen,
+  LineReader,
+  loopSocketPath,
+  parseErr,
+  parseOk,
+  parseStart,
+  type OkReply,
+  type ServerMode,
+} from './protocol';
+
+export interface OpenServerOptions {
+  mode: ServerMode | 'readwrite';
+  format?: SampleFormat;
+  rate?: number;
+  channels?: number;
+  /** reads return what is there (EAGAIN when nothing); the first read/write still waits for a client */
+  nonblock?: boolean;
+  socketDir?: string;
+  /** shown to `audioloop status` */
+  app?: string;
+}
+
+export interface ClientStart {
+  app?: string;
+  pid?: number;
+}
+
+/** Opens a connection and does the handshake; rejects with errors shaped like Node's (code, errno, syscall). */
+export async function openServer(instance: number, opts: OpenServerOptions): Promise<LoopServer> {
+  if (opts.mode !== 'read' && opts.mode !== 'write') {
+    throw makeError('EINVAL', 'open', 'read+write is not permitted: open the server end with mode "read" or "write"');
+  }
+  const fmt: PcmFormat = { format: opts.format ?? 's16le', rate: opts.rate ?? 48000, channels: opts.channels ?? 2 };
+  const bad = validateFormat(fmt);
+  if (bad) throw makeError('EINVAL', 'open', bad);
+  if (!Number.isInteger(instance) || instance < 0) throw makeError('EINVAL', 'open', `bad instance ${instance}`);
+  const dir = opts.socketDir ?? defaultSocketDir();
+  const path = loopSocketPath(dir, instance);
+  const sock = await connect(path, dir, instance);
+  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, app: opts.app ?? 'audioloop-client', pid: process.pid }));
+  const reader = new LineReader(4096);
+  const reply = await new Promise<OkReply>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      reader.feed(chunk);
+      const line = reader.take();
+      if (line === null) return;
+      done();
+      const err = parseErr(line);
+      if (err) {
+        sock.destroy();
+        reject(makeError(err.code, 'open', err.message));
+        return;
+      }
+      try {
+        resolve(parseOk(line));
+      } catch (e) {
+        sock.destroy();
+        reject(makeError('EPROTO', 'open', (e as Error).message));
+      }
+    };
+    const onEnd = (): void => {
+      done();
+      reject(makeError('ECONNRESET', 'open', 'the daemon closed the connection during the handshake'));
+    };
+    const onError = (e: Error): void => {
+      done();
+      reject(e);
+    };
+    const done = (): void => {
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      sock.off('error', onError);
+      sock.pause();
+    };
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+    sock.on('error', onError);
+  });
+  return new LoopServer(sock, reply, !!opts.nonblock, reader);
+}
+
+function connect(path: string, dir: string, instance: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(path);
+    sock.once('connect', () => {
+      sock.removeAllListeners('error');
+      resolve(sock);
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' && fs.existsSync(controlSocketPath(dir))) {
+        reject(makeError('ENODEV', 'open', `no loop instance ${instance}: the daemon in ${dir} does not serve it (see audioloop_instances)`));
+      } else if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+        reject(makeError(e.code, 'connect', `no audioloop daemon at ${path} (start one with "audioloop daemon")`));
+      } else {
+        reject(e);
+      }
+    });
+  });
+}
+
+/** The server end of one loop. Idempotent close(); errors carry code/errno/syscall. */
+export class LoopServer extends EventEmitter {
+  readonly instance: number;
+  readonly node: string;
+  readonly mode: ServerMode;
+  readonly format: PcmFormat;
+  readonly frameBytes: number;
+  readonly nonblock: boolean;
+  /** set once a client has started (the START line) */
+  client: ClientStart | null = null;
+  /** the error that ended the loop (ECONNRESET at end of stream) */
+  error: AudioloopError | null = null;
+  private readonly startPromise: Promise<ClientStart>;
+  private resolveStart!: (c: ClientStart) => void;
+  private rejectStart!: (e: Error) => void;
+  private readonly _readable: ServerReadable | null = null;
+  private readonly _writable: ServerWritable | null = null;
+  private closed = false;
+
+  constructor(private readonly sock: net.Socket, ok: OkReply, nonblock: boolean, reader: LineReader) {
+    super();
+    this.instance = ok.instance;
+    this.node = ok.node;
+    this.mode = ok.mode;
+    this.format = { format: ok.format, rate: ok.rate, channels: ok.channels };
+    this.frameBytes = frameBytes(this.format);
+    this.nonblock = nonblock;
+    this.startPromise = new Promise((res, rej) => {
+      this.resolveStart = res;
+      this.rejectStart = rej;
+    });
+    this.startPromise.catch(() => undefined);
+    if (ok.mode === 'read') this._readable = new ServerReadable(this);
+    else this._writable = new ServerWritable(this);
+    const stream = (this._readable ?? this._writable)!;
+    stream.on('error', (e: AudioloopError) => {
+      if (!this.error) this.error = e;
+    });
+    sock.on('error', () => undefined);
+    this.listen(reader);
+  }
+
+  /** read mode: the PCM clients play, as a Node stream */
+  get readable(): Readable {
+    if (!this._readable) throw makeError('EINVAL', 'read', 'this server end was opened write-only');
+    return this._readable;
+  }
+
+  /** write mode: PCM for clients to record, as a Node stream */
+  get writable(): Writable {
+    if (!this._writable) throw makeError('EINVAL', 'write', 'this server end was opened read-only');
+    return this._writable;
+  }
+
+  /** Resolves when a client starts (immediately if one has). */
+  waitForClient(): Promise<ClientStart> {
+    return this.startPromise;
+  }
+
+  /** @internal the socket protocol after OK: one START line, then PCM (read) or control lines (write) */
+  private listen(reader: LineReader): void {
+    let started = false;
+    const onData = (chunk: Buffer): void => {
+      if (started && this.mode === 'read') {
+        this._readable!.deliver(chunk);
+        return;
+      }
+      reader.feed(chunk);
+      for (let line = reader.take(); line !== null; line = reader.take()) {
+        if (!started) {
+          started = true;
+          try {
+            this.client = parseStart(line);
+          } catch {
+            this.client = {};
+          }
+          this.resolveStart(this.client);
+          this.emit('start', this.client);
+          if (this.mode === 'read') {
+            const rest = reader.rest();
+            if (rest.length) this._readable!.deliver(rest);
+            return;
+          }
+        } else if (line === 'RESET') {
+          this.reset('the client went away', true);
+        }
+      }
+    };
+    this.sock.on('data', onData);
+    this.sock.on('end', () => {
+      // read mode: EOF after the data is ECONNRESET (end of stream)
+      this.reset(started ? 'the client went away' : 'the daemon closed the loop before a client started', false);
+    });
+    this.sock.on('close', () => this.reset('the daemon connection closed', false));
+    this.sock.resume();
+  }
+
+  /** hard: the daemon said RESET; otherwise the connection just ended */
+  private reset(why: string, hard: boolean): void {
+    const err = makeError('ECONNRESET', this.mode === 'read' ? 'read' : 'write', why);
+    this.rejectStart(err);
+    this._readable?.endWith(err);
+    this._writable?.failWith(err, hard);
+  }
+
+  /** @internal */
+  socket(): net.Socket {
+    return this.sock;
+  }
+
+  /**
+   * OSS-like read: waits for a client first (also when nonblock), then for
+   * `size` bytes (blocking) or whatever is there (nonblock: EAGAIN if none).
+   * After the client went away, returns what is left, then rejects ECONNRESET.
+   */
+  async read(size = 4096): Promise<Buffer> {
+    const r = this.readable as ServerReadable;
+    await this.waitForClient().catch(() => undefined);
+    size = Math.max(this.frameBytes, size - (size % this.frameBytes));
+    for (;;) {
+      const have = r.readableLength;
+      if (have >= size) return r.read(size) as Buffer;
+      if (r.pendingError) {
+        if (have > 0) return r.read(have) as Buffer;
+        throw r.pendingError;
+      }
+      if (this.error) throw this.error;
+      if (this.nonblock) {
+        if (have > 0) return r.read(have) as Buffer;
+        throw makeError('EAGAIN', 'read');
+      }
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          r.off('buffered', wake);
+          r.off('error', wake);
+          resolve();
+        };
+        r.on('buffered', wake);
+        r.on('error', wake);
+      });
+    }
+  }
+
+  /** OSS-like write: waits for a client first; resolves once the data is handed to the daemon. */
+  async write(buf: Buffer): Promise<void> {
+    const w = this.writable;
+    if (this.error) throw this.error;
+    await this.waitForClient();
+    if (this.nonblock && w.writableNeedDrain) throw makeError('EAGAIN', 'write');
+    await new Promise<void>((resolve, reject) => {
+      w.write(buf, (e) => (e ? reject(this.error ?? e) : resolve()));
+    });
+  }
+
+  /**
+   * Idempotent. Write mode: flushes, and resolves once the daemon has played
+   * out everything (or the client went away). Read mode: drops the loop.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this._writable && !this._writable.destroyed && !this._writable.writableEnded) {
+      const w = this._writable;
+      await new Promise<void>((resolve) => {
+        w.end(() => resolve());
+        w.once('error', () => resolve());
+        w.once('close', () => resolve());
+      });
+    }
+    if (!this.sock.destroyed) {
+      this.sock.end();
+      this.sock.destroy();
+    }
+    if (this._readable && !this._readable.destroyed) this._readable.destroy();
+    if (!this.sock.closed) await once(this.sock, 'close').catch(() => undefined);
+  }
+}
+
+/** Read mode stream: PCM, then an 'error' ECONNRESET once every byte was consumed. */
+class ServerReadable extends Readable {
+  pendingError: AudioloopError | null = null;
+  private poll: NodeJS.Timeout | null = null;
+
+  constructor(private readonly owner: LoopServer) {
+    super({ highWaterMark: 1 << 16 });
+  }
+
+  /** @internal */
+  deliver(chunk: Buffer): void {
+    if (!this.push(chunk)) this.owner.socket().pause();
+    this.emit('buffered');
+  }
+
+  override _read(): void {
+    const s = this.owner.socket();
+    if (!s.destroyed) s.resume();
+    this.maybeFinish();
+  }
+
+  /** @internal the end of stream is ECONNRESET, raised after the last byte is consumed */
+  endWith(err: AudioloopError): void {
+    if (this.pendingError || this.destroyed) return;
+    this.pendingError = err;
+    this.emit('buffered');
+    if (!this.maybeFinish()) {
+      this.poll = setInterval(() => this.maybeFinish(), 10);
+    }
+  }
+
+  private maybeFinish(): boolean {
+    if (!this.pendingError || this.readableLength > 0) return false;
+    if (this.poll) clearInterval(this.poll);
+    this.poll = null;
+    if (!this.destroyed) this.destroy(this.pendingError);
+    return true;
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    if (this.poll) clearInterval(this.poll);
+    cb(err);
+  }
+}
+
+/** Write mode stream: writes wait for a client; ECONNRESET once the client is gone. */
+class ServerWritable extends Writable {
+  private failure: AudioloopError | null = null;
+  private finishing = false;
+  private inflight: ((e?: Error | null) => void) | null = null;
+
+  constructor(private readonly owner: LoopServer) {
+    super({ highWaterMark: 1 << 16 });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    if (this.failure) {
+      cb(this.failure);
+      return;
+    }
+    this.inflight = cb;
+    this.owner.waitForClient().then(
+      () => {
+        if (this.inflight !== cb) return;
+        const s = this.owner.socket();
+        if (s.write(chunk)) {
+          this.inflight = null;
+          cb();
+        } else {
+          s.once('drain', () => {
+            if (this.inflight !== cb) return;
+            this.inflight = null;
+            cb();
+          });
+        }
+      },
+      (e: Error) => {
+        if (this.inflight !== cb) return;
+        this.inflight = null;
+        cb(this.failure ?? e);
+      },
+    );
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    const s = this.owner.socket();
+    if (this.failure) {
+      cb(this.failure);
+      return;
+    }
+    // EOF tells the daemon we are done; it closes after playing out the ring
+    this.finishing = true;
+    s.end();
+    const onClose = (): void => cb(this.failure);
+    if (s.closed) onClose();
+    else s.once('close', onClose);
+  }
+
+  /** @internal the client went away: the one error for everything queued */
+  failWith(err: AudioloopError, hard: boolean): void {
+    if (this.failure) return;
+    if (this.writableFinished || (this.finishing && !hard)) return; // we finished first: not an error
+    this.failure = err;
+    const cb = this.inflight;
+    this.inflight = null;
+    if (cb) cb(err);
+    else if (!this.writableEnded) this.destroy(err);
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The daemon: one listening unix socket per loop instance plus a control
+ * socket, all in a private directory (0700). Each connection on a loop
+ * socket sends one OPEN line (src/protocol.ts); the loop takes it from there.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { EventEmitter } from 'node:events';
+import type { Backend } from './backend/types';
+import type { AudioloopConfig } from './config';
+import { errnoOf } from './errors';
+import { Loop, type LoopStatus } from './loop';
+import { silentLogger, type Logger } from './log';
+import { controlSocketPath, formatErr, LineReader, loopSocketPath, parseOpen, ProtocolError, PROTOCOL_VERSION } from './protocol';
+
+export interface DaemonOptions {
+  config: AudioloopConfig;
+  socketDir: string;
+  /** connects to the sound server; called again after it was lost */
+  connect: () => Backend;
+  log?: Logger;
+  /** how long a new connection may take to send its OPEN line */
+  handshakeTimeoutMs?: number;
+}
+
+export interface DaemonStatus {
+  version: number;
+  pid: number;
+  socketDir: string;
+  soundServer: { backend: string; connected: boolean };
+  loops: LoopStatus[];
+}
+
+export class Daemon extends EventEmitter {
+  private readonly loops: Loop[] = [];
+  private readonly servers: net.Server[] = [];
+  private readonly conns = new Set<net.Socket>();
+  private backend: Backend | null = null;
+  private readonly log: Logger;
+  private stopping = false;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: DaemonOptions) {
+    super();
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /** Connects to the sound server, creates the socket dir and starts listening. */
+  async start(): Promise<void> {
+    this.backend = this.connectBackend();
+    prepareSocketDir(this.opts.socketDir);
+    for (let i = 0; i < this.opts.config.audioloopInstances; i++) {
+      const loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.opts.config.bufferMs, log: this.log });
+      this.loops.push(loop);
+      this.servers.push(await this.listen(loopSocketPath(this.opts.socketDir, i), (sock) => this.onLoopConnection(loop, sock)));
+    }
+    this.servers.push(await this.listen(controlSocketPath(this.opts.socketDir), (sock) => this.onControlConnection(sock)));
+    this.log.info(`serving ${this.loops.length} loop(s) in ${this.opts.socketDir}`);
+  }
+
+  private connectBackend(): Backend {
+    const b = this.opts.connect();
+    b.on('disconnected', (err: Error) => {
+      this.log.error(`sound server lost: ${err.message}`);
+      if (this.backend === b) this.backend = null;
+      b.close();
+      this.scheduleReconnect();
+    });
+    return b;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopping || this.reconnectTimer) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      try {
+        this.backend = this.connectBackend();
+        this.log.info('reconnected to the sound server');
+      } catch (e) {
+        this.log.debug(`reconnect failed: ${(e as Error).message}`);
+        this.scheduleReconnect();
+      }
+    }, 1000);
+  }
+
+  private currentBackend(): Backend {
+    if (!this.backend) {
+      const err = new Error('the sound server is not connected') as Error & { code: string };
+      err.code = 'ENODEV';
+      throw err;
+    }
+    return this.backend;
+  }
+
+  private async listen(path: string, onConn: (s: net.Socket) => void): Promise<net.Server> {
+    await removeStaleSocket(path);
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer({ pauseOnConnect: true }, (sock) => {
+        this.conns.add(sock);
+        sock.on('close', () => this.conns.delete(sock));
+        onConn(sock);
+      });
+      srv.once('error', reject);
+      srv.listen(path, () => {
+        srv.off('error', reject);
+        srv.on('error', (e) => this.log.error(`listener ${path}: ${e.message}`));
+        fs.chmodSync(path, 0o600);
+        resolve(srv);
+      });
+    });
+  }
+
+  /** Reads the OPEN line (bounded in size and time), then hands over to the loop. */
+  private onLoopConnection(loop: Loop, sock: net.Socket): void {
+    const reader = new LineReader();
+    const refuse = (code: string, message: string): void => {
+      this.log.info(`${loop.node}: refused ${code}: ${message}`);
+      sock.end(formatErr(code, errnoOf(code), message));
+      sock.destroySoon();
+    };
+    const timer = setTimeout(() => refuse('ETIMEDOUT', `no OPEN line within ${this.opts.handshakeTimeoutMs ?? 5000} ms`), this.opts.handshakeTimeoutMs ?? 5000);
+    const onData = (chunk: Buffer): void => {
+      let line: string | null;
+      try {
+        reader.feed(chunk);
+        line = reader.take();
+      } catch (e) {
+        cleanup();
+        refuse(e instanceof ProtocolError ? e.code : 'EPROTO', (e as Error).message);
+        return;
+      }
+      if (line === null) return;
+      cleanup();
+      sock.pause();
+      try {
+        const req = parseOpen(line);
+        loop.attach(sock, req, reader.rest());
+      } catch (e) {
+        if (e instanceof ProtocolError) refuse(e.code, e.message);
+        else refuse('EIO', (e as Error).message);
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      sock.destroy();
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+    };
+    sock.on('error', () => undefined);
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+    sock.resume();
+  }
+
+  private onControlConnection(sock: net.Socket): void {
+    const reader = new LineReader();
+    sock.on('error', () => undefined);
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        reader.feed(chunk);
+      } catch (e) {
+        sock.end(formatErr('E2BIG', errnoOf('E2BIG'), (e as Error).message));
+        return;
+      }
+      for (let line = reader.take(); line !== null; line = reader.take()) {
+        const cmd = line.trim().toUpperCase();
+        if (cmd === 'STATUS') sock.write(JSON.stringify(this.status()) + '\n');
+        else if (cmd === 'PING') sock.write('PONG\n');
+        else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING)`));
+      }
+    });
+    sock.resume();
+  }
+
+  status(): DaemonStatus {
+    return {
+      version: PROTOCOL_VERSION,
+      pid: process.pid,
+      socketDir: this.opts.socketDir,
+      soundServer: { backend: this.backend?.name ?? 'none', connected: this.backend?.connected ?? false },
+      loops: this.loops.map((l) => l.status()),
+    };
+  }
+
+  /** Idempotent: closes listeners, ends every loop, closes the backend, removes the sockets. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const srv of this.servers) srv.close();
+    await Promise.all(this.loops.map((l) => l.shutdown()));
+    for (const c of this.conns) c.destroy();
+    this.backend?.close();
+    this.backend = null;
+    for (let i = 0; i < this.loops.length; i++) fs.rmSync(loopSocketPath(this.opts.socketDir, i), { force: true });
+    fs.rmSync(controlSocketPath(this.opts.socketDir), { force: true });
+    this.log.info('stopped');
+  }
+}
+
+/** Creates the socket directory 0700, or checks an existing one is ours and private. */
+export function prepareSocketDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.statSync(dir);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (st.uid !== uid) throw new Error(`${dir} belongs to uid ${st.uid}, not to us (uid ${uid})`);
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+}
+
+/** A socket file nobody listens on is left over from a crash: remove it. One that answers means another daemon. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!alive) {
+    fs.rmSync(path, { force: true });
+    return;
+  }
+  const err = new Error(`another audioloop daemon is serving ${path}`) as Error & { code: string };
+  err.code = 'EADDRINUSE';
+  throw err;
+}

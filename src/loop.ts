@@ -1,0 +1,312 @@
+/**
+ * One loop instance: the cable between a server end (a socket speaking
+ * src/protocol.ts) and a client end (a node on the sound server). This file
+ * is its state machine; every state change goes through setState().
+ *
+ *   idle ──attach──▶ waiting ──client starts──▶ running
+ *     ▲                 │                         │  client stops / sound server lost:
+ *     │                 │ server closes           │    read:  deliver the ring, then EOF  (draining)
+ *     │                 ▼                         │    write: RESET                        (closing)
+ *     └──────────── closing ◀──── draining ◀──────┘  server closes:
+ *                                                       write: play out the ring  (draining)
+ *                                                       read:  (closing)
+ *
+ * closing ends every client stream on the node (so the session manager
+ * cannot move them to another device), removes the node and closes the
+ * socket; then the loop is idle and a new server may open it.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { Backend, ClientInfo, Endpoint } from './backend/types';
+import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
+import { formatOk, formatStart, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
+import { silentLogger, type Logger } from './log';
+
+export type LoopState = 'idle' | 'waiting' | 'running' | 'draining' | 'closing';
+
+export interface LoopOptions {
+  /** ring length per loop in milliseconds */
+  bufferMs: number;
+  log?: Logger;
+}
+
+export interface LoopStatus {
+  instance: number;
+  node: string;
+  state: LoopState;
+  mode: ServerMode | null;
+  format: PcmFormat | null;
+  server: { app: string | null; pid: number | null; nonblock: boolean; since: string } | null;
+  clients: ClientInfo[];
+  /** PCM bytes moved between client and server since the server opened */
+  bytes: number;
+  xruns: number;
+  xrunBytes: number;
+  /** bytes buffered in the ring now, and its size */
+  fill: number;
+  size: number;
+  nodeId: number;
+}
+
+interface Session {
+  socket: Socket;
+  req: OpenRequest;
+  ep: Endpoint;
+  frame: number;
+  since: Date;
+  bytes: number;
+  /** write mode: received from the server, not yet in the ring */
+  pending: Buffer;
+  /** the server half-closed its end (write mode: no more data) */
+  serverEnded: boolean;
+  /** read mode: waiting for the socket to drain */
+  waitDrain: boolean;
+  started: boolean;
+}
+
+const READ_CHUNK = 1 << 14;
+
+export class Loop extends EventEmitter {
+  private _state: LoopState = 'idle';
+  private s: Session | null = null;
+  private readonly log: Logger;
+
+  constructor(
+    readonly instance: number,
+    private readonly backend: () => Backend,
+    private readonly opts: LoopOptions,
+  ) {
+    super();
+    this.log = (opts.log ?? silentLogger).child(this.node);
+  }
+
+  get node(): string {
+    return `audioloop${this.instance}`;
+  }
+
+  get state(): LoopState {
+    return this._state;
+  }
+
+  /** The single place the state changes; logs `from -> to` and emits 'state'. */
+  private setState(next: LoopState, why: string): void {
+    const prev = this._state;
+    if (prev === next) return;
+    this._state = next;
+    this.log.info(`${prev} -> ${next} (${why})`);
+    this.emit('state', next, prev);
+  }
+
+  /**
+   * Gives the loop a server connection whose OPEN line was accepted by the
+   * parser; `rest` holds any bytes that followed the line. Throws
+   * ProtocolError (EBUSY, ENODEV, ...) without touching the socket.
+   */
+  attach(socket: Socket, req: OpenRequest, rest: Buffer): void {
+    if (this._state !== 'idle' || this.s) {
+      const cur = this.s?.req;
+      const who = cur ? ` by ${cur.app ?? 'a server'}${cur.pid ? ` (pid ${cur.pid})` : ''}, mode=${cur.mode}` : '';
+      throw new ProtocolError('EBUSY', `${this.node}: the server end is already open${who}`);
+    }
+    const fmt: PcmFormat = { format: req.format, rate: req.rate, channels: req.channels };
+    const frame = frameBytes(fmt);
+    const ringBytes = Math.max(4096, Math.ceil((bytesPerSecond(fmt) * this.opts.bufferMs) / 1000));
+    let ep: Endpoint;
+    try {
+      ep = this.backend().createEndpoint({
+        direction: req.mode === 'read' ? 'sink' : 'source',
+        name: this.node,
+        description: `Audioloop ${this.instance} (${req.mode === 'read' ? 'to' : 'from'} ${req.app ?? 'server'})`,
+        ...fmt,
+        ringBytes,
+        wakeBytes: Math.max(frame, Math.min(ringBytes / 8, bytesPerSecond(fmt) / 100)),
+      });
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      throw new ProtocolError(err.code === 'EINVAL' ? 'EINVAL' : 'ENODEV', `${this.node}: cannot create the node: ${err.message ?? String(e)}`);
+    }
+    const s: Session = { socket, req, ep, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false };
+    this.s = s;
+    socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
+    this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz`);
+
+    ep.on('client-start', () => this.onClientStart(s));
+    ep.on('client-stop', () => this.onClientGone(s, 'the client stopped'));
+    ep.on('error', (err: Error) => this.onClientGone(s, `the sound server failed: ${err.message}`));
+    ep.on('readable', () => this.pump(s));
+    ep.on('writable', () => this.feed(s));
+    socket.on('error', (err) => this.log.debug(`server socket error: ${err.message}`));
+    socket.on('close', () => this.onServerClosed(s));
+    socket.on('end', () => this.onServerEnd(s));
+    if (req.mode === 'read') {
+      // nothing is expected from a reading server; keep reading to see EOF
+      socket.on('data', () => undefined);
+      socket.resume();
+    } else {
+      socket.pause(); // the first write waits until a client starts
+      socket.on('data', (chunk: Buffer) => {
+        s.pending = s.pending.length ? Buffer.concat([s.pending, chunk]) : chunk;
+        this.feed(s);
+      });
+    }
+    if (ep.clientActive) this.onClientStart(s);
+  }
+
+  private onClientStart(s: Session): void {
+    if (this.s !== s || this._state !== 'waiting') return;
+    s.started = true;
+    const c = s.ep.clients()[0];
+    s.socket.write(formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null }));
+    this.setState('running', `client ${c?.appName ?? c?.name ?? '?'} started`);
+    if (s.req.mode === 'read') this.pump(s);
+    else this.feed(s);
+  }
+
+  /** The client side is gone: ECONNRESET for the server, after what is in flight. */
+  private onClientGone(s: Session, why: string): void {
+    if (this.s !== s) return;
+    const failed = s.ep.destroyed; // the sound server went away
+    if (this._state === 'waiting' && !failed) return; // nothing had started
+    if (this._state !== 'running' && this._state !== 'waiting') return;
+    if (s.req.mode === 'read' && !failed) {
+      this.setState('draining', why);
+      this.pump(s);
+      return;
+    }
+    if (!s.socket.destroyed) s.socket.end(s.req.mode === 'write' ? 'RESET\n' : '');
+    void this.close(s, why);
+  }
+
+  /** write mode: the server finished writing (EOF on its socket). */
+  private onServerEnd(s: Session): void {
+    if (this.s !== s) return;
+    s.serverEnded = true;
+    if (s.req.mode === 'write' && this._state === 'running') {
+      this.setState('draining', 'the server finished writing');
+      this.feed(s);
+    } else if (this._state === 'waiting' || this._state === 'running') {
+      void this.close(s, 'the server closed its end');
+    }
+  }
+
+  private onServerClosed(s: Session): void {
+    if (this.s !== s) return;
+    if (this._state === 'draining' && s.req.mode === 'write' && s.serverEnded) return; // play out first
+    void this.close(s, 'the server closed');
+  }
+
+  /** read mode: ring -> socket, as far as the socket takes it */
+  private pump(s: Session): void {
+    if (this.s !== s || s.req.mode !== 'read' || s.ep.destroyed) return;
+    if (this._state !== 'running' && this._state !== 'draining') return;
+    while (!s.socket.destroyed && s.socket.writable) {
+      if (s.socket.writableNeedDrain) {
+        if (!s.waitDrain) {
+          s.waitDrain = true;
+          s.socket.once('drain', () => {
+            s.waitDrain = false;
+            this.pump(s);
+          });
+        }
+        return;
+      }
+      const buf = Buffer.allocUnsafe(READ_CHUNK - (READ_CHUNK % s.frame));
+      const n = s.ep.read(buf);
+      if (n === 0) break;
+      s.bytes += n;
+      s.socket.write(n === buf.length ? buf : buf.subarray(0, n));
+    }
+    if (this._state === 'draining' && s.ep.stats().fill === 0) {
+      // all data in flight delivered: EOF tells the server ECONNRESET
+      s.socket.end();
+      void this.close(s, 'delivered everything to the server');
+    }
+  }
+
+  /** write mode: pending server data -> ring; the socket is paused while the ring is full */
+  private feed(s: Session): void {
+    if (this.s !== s || s.req.mode !== 'write' || s.ep.destroyed) return;
+    if (this._state !== 'running' && this._state !== 'draining') return;
+    while (s.pending.length >= s.frame) {
+      const n = s.ep.write(s.pending);
+      s.bytes += n;
+      s.pending = s.pending.subarray(n);
+      if (s.pending.length >= s.frame) {
+        s.socket.pause(); // 'writable' resumes us
+        return;
+      }
+    }
+    if (!s.serverEnded) {
+      s.socket.resume();
+    } else if (this._state === 'draining') {
+      void this.playOut(s);
+    }
+  }
+
+  /** write mode after the server's EOF: wait until the ring has gone to the clients */
+  private async playOut(s: Session): Promise<void> {
+    const deadline = Date.now() + 5000 + this.opts.bufferMs * 2;
+    while (this.s === s && !s.ep.destroyed && s.ep.stats().fill > 0 && s.ep.clientActive && Date.now() < deadline) {
+      await sleep(10);
+    }
+    // the last buffer leaves the graph one or two cycles after the ring
+    const st = s.ep.stats();
+    await sleep(Math.max(40, Math.ceil((2 * 1000 * Math.max(st.quantum, 1024)) / s.req.rate)));
+    await this.close(s, 'played out everything the server wrote');
+  }
+
+  /** Ends client streams, removes the node, closes the socket; idempotent per session. */
+  private async close(s: Session, why: string): Promise<void> {
+    if (this.s !== s || this._state === 'closing') return;
+    this.setState('closing', why);
+    try {
+      if (!s.ep.destroyed) await s.ep.disconnectClients();
+    } catch (e) {
+      this.log.warn(`ending client streams failed: ${(e as Error).message}`);
+    }
+    s.ep.destroy();
+    s.ep.removeAllListeners();
+    if (!s.socket.destroyed) {
+      if (s.socket.writableEnded) s.socket.destroySoon();
+      else s.socket.destroy();
+    }
+    this.s = null;
+    this.setState('idle', 'closed');
+  }
+
+  /** Closes whatever is open (daemon shutdown); resolves when idle. */
+  async shutdown(): Promise<void> {
+    const s = this.s;
+    if (!s) return;
+    if (this._state === 'closing') {
+      await new Promise<void>((r) => this.once('state', (st: LoopState) => st === 'idle' && r()));
+      return;
+    }
+    if (s.req.mode === 'write' && !s.socket.destroyed) s.socket.end('RESET\n');
+    await this.close(s, 'the daemon is stopping');
+  }
+
+  status(): LoopStatus {
+    const s = this.s;
+    const st = s?.ep.stats();
+    return {
+      instance: this.instance,
+      node: this.node,
+      state: this._state,
+      mode: s?.req.mode ?? null,
+      format: s ? { format: s.req.format, rate: s.req.rate, channels: s.req.channels } : null,
+      server: s ? { app: s.req.app ?? null, pid: s.req.pid ?? null, nonblock: s.req.nonblock, since: s.since.toISOString() } : null,
+      clients: s && !s.ep.destroyed ? s.ep.clients() : [],
+      bytes: s?.bytes ?? 0,
+      xruns: st?.xruns ?? 0,
+      xrunBytes: st?.xrunBytes ?? 0,
+      fill: st?.fill ?? 0,
+      size: st?.size ?? 0,
+      nodeId: st?.nodeId ?? -1,
+    };
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,200 @@
+/**
+ * The server-end socket protocol (version 1). Documented in README.md
+ * ("Server protocol"); any language can speak it with a unix socket.
+ *
+ *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [app=NAME] [pid=N]\n
+ *   daemon -> server   OK instance=N node=audioloopN mode=M format=F rate=R channels=C frame=BYTES\n
+ *                 or   ERR CODE ERRNO message\n   (then the daemon closes)
+ *   daemon -> server   START [app=NAME] [pid=N]\n   once, when the first client starts
+ *   then, mode=read:   raw PCM daemon -> server; EOF = the client went away (ECONNRESET)
+ *         mode=write:  raw PCM server -> daemon; daemon -> server `RESET\n` then close
+ *                      when the client went away (ECONNRESET); the server closing
+ *                      its end (EOF) means "done": buffered data is played out first.
+ *
+ * Control socket (`control` beside the loop sockets): `STATUS\n` -> one JSON line.
+ */
+import { isSampleFormat, validateFormat, SAMPLE_FORMATS, type PcmFormat } from './format';
+
+export const PROTOCOL_VERSION = 1;
+/** the longest handshake line accepted, in bytes (including the newline) */
+export const MAX_LINE = 1024;
+
+export type ServerMode = 'read' | 'write';
+
+export interface OpenRequest extends PcmFormat {
+  mode: ServerMode;
+  nonblock: boolean;
+  app?: string;
+  pid?: number;
+}
+
+export interface OkReply extends PcmFormat {
+  instance: number;
+  node: string;
+  mode: ServerMode;
+  frame: number;
+}
+
+/** A protocol-level refusal: becomes `ERR CODE ERRNO message`. */
+export class ProtocolError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function parseFields(words: string[]): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const w of words) {
+    const eq = w.indexOf('=');
+    if (eq <= 0) throw new ProtocolError('EPROTO', `malformed field "${w.slice(0, 40)}" (expected key=value)`);
+    const key = w.slice(0, eq);
+    if (fields.has(key)) throw new ProtocolError('EPROTO', `duplicate field "${key.slice(0, 40)}"`);
+    fields.set(key, decodeURIComponent(w.slice(eq + 1)));
+  }
+  return fields;
+}
+
+const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'app', 'pid']);
+
+function intField(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  return /^[0-9]{1,9}$/.test(v) ? Number(v) : NaN;
+}
+
+/** Parses an OPEN line (without the newline); throws ProtocolError. */
+export function parseOpen(line: string): OpenRequest {
+  const words = line.split(' ').filter((w) => w.length > 0);
+  if (words[0] !== 'OPEN') throw new ProtocolError('EPROTO', `expected "OPEN ...", got "${line.slice(0, 40)}"`);
+  let fields: Map<string, string>;
+  try {
+    fields = parseFields(words.slice(1));
+  } catch (e) {
+    if (e instanceof URIError) throw new ProtocolError('EPROTO', 'bad %-escape in a field');
+    throw e;
+  }
+  for (const k of fields.keys()) if (!OPEN_KEYS.has(k)) throw new ProtocolError('EPROTO', `unknown field "${k.slice(0, 40)}"`);
+  const mode = fields.get('mode');
+  if (mode === 'readwrite' || mode === 'rw' || mode === 'read+write')
+    throw new ProtocolError('EINVAL', 'read+write is not permitted: open the server end read-only or write-only (mode=read|write)');
+  if (mode !== 'read' && mode !== 'write') throw new ProtocolError('EINVAL', 'mode must be read or write');
+  const format = fields.get('format') ?? 's16le';
+  if (!isSampleFormat(format)) throw new ProtocolError('EINVAL', `format must be one of ${SAMPLE_FORMATS.join(', ')}`);
+  const rate = intField(fields.get('rate')) ?? 48000;
+  const channels = intField(fields.get('channels')) ?? 2;
+  const bad = validateFormat({ format, rate, channels });
+  if (bad) throw new ProtocolError('EINVAL', bad);
+  const nb = fields.get('nonblock') ?? '0';
+  if (nb !== '0' && nb !== '1') throw new ProtocolError('EINVAL', 'nonblock must be 0 or 1');
+  const req: OpenRequest = { mode, format, rate, channels, nonblock: nb === '1' };
+  const app = fields.get('app');
+  if (app !== undefined) req.app = app.slice(0, 64);
+  const pid = intField(fields.get('pid'));
+  if (pid !== undefined && Number.isFinite(pid)) req.pid = pid;
+  return req;
+}
+
+export function formatOpen(req: OpenRequest): string {
+  let line = `OPEN mode=${req.mode} format=${req.format} rate=${req.rate} channels=${req.channels} nonblock=${req.nonblock ? 1 : 0}`;
+  if (req.app) line += ` app=${encodeURIComponent(req.app)}`;
+  if (req.pid !== undefined) line += ` pid=${req.pid}`;
+  return line + '\n';
+}
+
+export function formatOk(r: OkReply): string {
+  return `OK instance=${r.instance} node=${r.node} mode=${r.mode} format=${r.format} rate=${r.rate} channels=${r.channels} frame=${r.frame}\n`;
+}
+
+export function parseOk(line: string): OkReply {
+  const words = line.split(' ').filter(Boolean);
+  if (words[0] !== 'OK') throw new ProtocolError('EPROTO', `expected OK, got "${line.slice(0, 60)}"`);
+  const f = parseFields(words.slice(1));
+  const format = f.get('format');
+  const mode = f.get('mode');
+  if (!isSampleFormat(format) || (mode !== 'read' && mode !== 'write')) throw new ProtocolError('EPROTO', `bad OK line "${line.slice(0, 60)}"`);
+  return {
+    instance: Number(f.get('instance')),
+    node: f.get('node') ?? '',
+    mode,
+    format,
+    rate: Number(f.get('rate')),
+    channels: Number(f.get('channels')),
+    frame: Number(f.get('frame')),
+  };
+}
+
+export function formatErr(code: string, errno: number, message: string): string {
+  return `ERR ${code} ${errno} ${message.replace(/[\r\n]+/g, ' ')}\n`;
+}
+
+export function parseErr(line: string): { code: string; errno: number; message: string } | null {
+  const m = /^ERR (\S+) (\d+) ?(.*)$/.exec(line);
+  return m ? { code: m[1]!, errno: Number(m[2]), message: m[3] ?? '' } : null;
+}
+
+export function formatStart(info: { app?: string | null; pid?: number | null }): string {
+  let line = 'START';
+  if (info.app) line += ` app=${encodeURIComponent(info.app)}`;
+  if (info.pid) line += ` pid=${info.pid}`;
+  return line + '\n';
+}
+
+export function parseStart(line: string): { app?: string; pid?: number } {
+  const words = line.split(' ').filter(Boolean);
+  if (words[0] !== 'START') throw new ProtocolError('EPROTO', `expected START, got "${line.slice(0, 60)}"`);
+  const f = parseFields(words.slice(1));
+  const out: { app?: string; pid?: number } = {};
+  const app = f.get('app');
+  if (app) out.app = app;
+  const pid = f.get('pid');
+  if (pid) out.pid = Number(pid);
+  return out;
+}
+
+/**
+ * Splits a byte stream into lines, for handshakes: feed chunks, take lines;
+ * whatever follows the last line stays in `rest` (it may be PCM).
+ */
+export class LineReader {
+  private buf: Buffer = Buffer.alloc(0);
+  constructor(private readonly max = MAX_LINE) {}
+
+  /** appends data; throws ProtocolError('E2BIG') if a line grows past the limit */
+  feed(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const nl = this.buf.indexOf(0x0a);
+    if ((nl < 0 && this.buf.length >= this.max) || nl >= this.max)
+      throw new ProtocolError('E2BIG', `handshake line longer than ${this.max} bytes`);
+  }
+
+  /** the next complete line (without \n, \r stripped), or null */
+  take(): string | null {
+    const nl = this.buf.indexOf(0x0a);
+    if (nl < 0) return null;
+    const line = this.buf.subarray(0, nl).toString('utf8').replace(/\r$/, '');
+    this.buf = this.buf.subarray(nl + 1);
+    return line;
+  }
+
+  /** bytes after the lines taken so far */
+  rest(): Buffer {
+    const r = this.buf;
+    this.buf = Buffer.alloc(0);
+    return r;
+  }
+}
+
+/** Paths of the daemon's sockets. */
+export function defaultSocketDir(env: NodeJS.ProcessEnv = process.env): string {
+  const rt = env.XDG_RUNTIME_DIR;
+  if (rt) return `${rt}/audioloop`;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return `/tmp/audioloop-${uid}`;
+}
+
+export function loopSocketPath(dir: string, instance: number): string {
+  return `${dir}/audioloop${instance}`;
+}
+
+export function controlSocketPath(dir: string): string {
+  return `${dir}/control`;
+}
