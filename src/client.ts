@@ -184,6 +184,11 @@ export class LoopServer extends EventEmitter {
       }
       reader.feed(chunk);
       for (let line = reader.take(); line !== null; line = reader.take()) {
+        if (!started && line === 'RESET') {
+          // the daemon ended the loop before any client started (e.g. it is stopping)
+          this.reset('the daemon closed the loop before a client started', true);
+          return;
+        }
         if (!started) {
           started = true;
           try {
