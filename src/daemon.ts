@@ -47,7 +47,13 @@ export class Daemon extends EventEmitter {
 
   /** Connects to the sound server, creates the socket dir and starts listening. */
   async start(): Promise<void> {
-    this.backend = this.connectBackend();
+    try {
+      this.backend = this.connectBackend();
+    } catch (e) {
+      // serve anyway: servers may open and wait; nodes appear once it answers
+      this.log.warn(`${(e as Error).message}; retrying every second`);
+      this.scheduleReconnect();
+    }
     prepareSocketDir(this.opts.socketDir);
     for (let i = 0; i < this.opts.config.audioloopInstances; i++) {
       const loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.opts.config.bufferMs, log: this.log });
@@ -76,6 +82,7 @@ export class Daemon extends EventEmitter {
       try {
         this.backend = this.connectBackend();
         this.log.info('reconnected to the sound server');
+        for (const loop of this.loops) loop.restore();
       } catch (e) {
         this.log.debug(`reconnect failed: ${(e as Error).message}`);
         this.scheduleReconnect();

@@ -14,10 +14,15 @@
  * closing ends every client stream on the node (so the session manager
  * cannot move them to another device), removes the node and closes the
  * socket; then the loop is idle and a new server may open it.
+ *
+ * Sound server lost: a waiting loop keeps its server and has no node until
+ * the daemon reconnects and calls restore(); a server may also open while
+ * the sound server is away. A running loop ends as if its client went away
+ * (read mode: every captured frame is still delivered before the EOF).
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { Backend, ClientInfo, Endpoint } from './backend/types';
+import type { Backend, ClientInfo, Endpoint, EndpointOptions } from './backend/types';
 import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
 import { formatOk, formatStart, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
@@ -51,7 +56,9 @@ export interface LoopStatus {
 interface Session {
   socket: Socket;
   req: OpenRequest;
-  ep: Endpoint;
+  /** the node; null while the sound server is away (waiting only) */
+  ep: Endpoint | null;
+  epOptions: EndpointOptions;
   frame: number;
   since: Date;
   bytes: number;
@@ -111,30 +118,31 @@ export class Loop extends EventEmitter {
     const fmt: PcmFormat = { format: req.format, rate: req.rate, channels: req.channels };
     const frame = frameBytes(fmt);
     const ringBytes = Math.max(4096, Math.ceil((bytesPerSecond(fmt) * this.opts.bufferMs) / 1000));
-    let ep: Endpoint;
+    const epOptions: EndpointOptions = {
+      direction: req.mode === 'read' ? 'sink' : 'source',
+      name: this.node,
+      description: `Audioloop ${this.instance} (${req.mode === 'read' ? 'to' : 'from'} ${req.app ?? 'server'})`,
+      ...fmt,
+      ringBytes,
+      wakeBytes: Math.max(frame, Math.min(ringBytes / 8, bytesPerSecond(fmt) / 100)),
+    };
+    let ep: Endpoint | null = null;
     try {
-      ep = this.backend().createEndpoint({
-        direction: req.mode === 'read' ? 'sink' : 'source',
-        name: this.node,
-        description: `Audioloop ${this.instance} (${req.mode === 'read' ? 'to' : 'from'} ${req.app ?? 'server'})`,
-        ...fmt,
-        ringBytes,
-        wakeBytes: Math.max(frame, Math.min(ringBytes / 8, bytesPerSecond(fmt) / 100)),
-      });
+      ep = this.backend().createEndpoint(epOptions);
     } catch (e) {
       const err = e as { code?: string; message?: string };
-      throw new ProtocolError(err.code === 'EINVAL' ? 'EINVAL' : 'ENODEV', `${this.node}: cannot create the node: ${err.message ?? String(e)}`);
+      if (err.code === 'EINVAL') throw new ProtocolError('EINVAL', `${this.node}: cannot create the node: ${err.message ?? String(e)}`);
+      if (err.code !== 'ENODEV' && err.code !== 'EPIPE') {
+        throw new ProtocolError('ENODEV', `${this.node}: cannot create the node: ${err.message ?? String(e)}`);
+      }
+      // the sound server is away: accept the server; restore() creates the node later
+      this.log.warn(`the sound server is not connected; ${this.node} appears when it returns`);
     }
-    const s: Session = { socket, req, ep, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false };
+    const s: Session = { socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false };
     this.s = s;
     socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
     this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz`);
 
-    ep.on('client-start', () => this.onClientStart(s));
-    ep.on('client-stop', () => this.onClientGone(s, 'the client stopped'));
-    ep.on('error', (err: Error) => this.onClientGone(s, `the sound server failed: ${err.message}`));
-    ep.on('readable', () => this.pump(s));
-    ep.on('writable', () => this.feed(s));
     socket.on('error', (err) => this.log.debug(`server socket error: ${err.message}`));
     socket.on('close', () => this.onServerClosed(s));
     socket.on('end', () => this.onServerEnd(s));
@@ -149,13 +157,43 @@ export class Loop extends EventEmitter {
         this.feed(s);
       });
     }
+    if (ep) this.bindEndpoint(s, ep);
+  }
+
+  /** Makes `ep` the session's node and follows its events. */
+  private bindEndpoint(s: Session, ep: Endpoint): void {
+    s.ep = ep;
+    ep.on('client-start', () => s.ep === ep && this.onClientStart(s));
+    ep.on('client-stop', () => s.ep === ep && this.onClientGone(s, 'the client stopped'));
+    ep.on('error', (err: Error) => s.ep === ep && this.onClientGone(s, `the sound server failed: ${err.message}`));
+    ep.on('readable', () => s.ep === ep && this.pump(s));
+    ep.on('writable', () => s.ep === ep && this.feed(s));
     if (ep.clientActive) this.onClientStart(s);
+  }
+
+  /**
+   * After the sound server came back (the daemon reconnected): a waiting
+   * server whose node went with the old connection gets a new one.
+   * Returns true if a node was created.
+   */
+  restore(): boolean {
+    const s = this.s;
+    if (!s || this._state !== 'waiting' || (s.ep && !s.ep.destroyed)) return false;
+    try {
+      const ep = this.backend().createEndpoint(s.epOptions);
+      this.bindEndpoint(s, ep);
+      this.log.info(`node recreated on the sound server (id ${ep.stats().nodeId})`);
+      return true;
+    } catch (e) {
+      this.log.warn(`cannot recreate the node yet: ${(e as Error).message}`);
+      return false;
+    }
   }
 
   private onClientStart(s: Session): void {
     if (this.s !== s || this._state !== 'waiting') return;
     s.started = true;
-    const c = s.ep.clients()[0];
+    const c = s.ep?.clients()[0];
     s.socket.write(formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null }));
     this.setState('running', `client ${c?.appName ?? c?.name ?? '?'} started`);
     if (s.req.mode === 'read') this.pump(s);
@@ -164,11 +202,20 @@ export class Loop extends EventEmitter {
 
   /** The client side is gone: ECONNRESET for the server, after what is in flight. */
   private onClientGone(s: Session, why: string): void {
-    if (this.s !== s) return;
+    if (this.s !== s || !s.ep) return;
     const failed = s.ep.destroyed; // the sound server went away
-    if (this._state === 'waiting' && !failed) return; // nothing had started
-    if (this._state !== 'running' && this._state !== 'waiting') return;
-    if (s.req.mode === 'read' && !failed) {
+    if (this._state === 'waiting') {
+      if (failed) {
+        // no client had started: keep the server; the node comes back with the sound server
+        s.ep.removeAllListeners();
+        s.ep = null;
+        this.log.warn(`${why}; keeping the server waiting until the sound server returns`);
+      }
+      return;
+    }
+    if (this._state !== 'running') return;
+    if (s.req.mode === 'read') {
+      // deliver what was captured (also what a failed sound server left in the ring)
       this.setState('draining', why);
       this.pump(s);
       return;
@@ -197,8 +244,10 @@ export class Loop extends EventEmitter {
 
   /** read mode: ring -> socket, as far as the socket takes it */
   private pump(s: Session): void {
-    if (this.s !== s || s.req.mode !== 'read' || s.ep.destroyed) return;
+    const ep = s.ep;
+    if (this.s !== s || s.req.mode !== 'read' || !ep) return;
     if (this._state !== 'running' && this._state !== 'draining') return;
+    if (ep.destroyed && ep.stats().fill === 0 && this._state === 'running') return;
     while (!s.socket.destroyed && s.socket.writable) {
       if (s.socket.writableNeedDrain) {
         if (!s.waitDrain) {
@@ -211,12 +260,12 @@ export class Loop extends EventEmitter {
         return;
       }
       const buf = Buffer.allocUnsafe(READ_CHUNK - (READ_CHUNK % s.frame));
-      const n = s.ep.read(buf);
+      const n = ep.destroyed && ep.stats().fill === 0 ? 0 : ep.read(buf);
       if (n === 0) break;
       s.bytes += n;
       s.socket.write(n === buf.length ? buf : buf.subarray(0, n));
     }
-    if (this._state === 'draining' && s.ep.stats().fill === 0) {
+    if (this._state === 'draining' && ep.stats().fill === 0) {
       // all data in flight delivered: EOF tells the server ECONNRESET
       s.socket.end();
       void this.close(s, 'delivered everything to the server');
@@ -225,10 +274,11 @@ export class Loop extends EventEmitter {
 
   /** write mode: pending server data -> ring; the socket is paused while the ring is full */
   private feed(s: Session): void {
-    if (this.s !== s || s.req.mode !== 'write' || s.ep.destroyed) return;
+    const ep = s.ep;
+    if (this.s !== s || s.req.mode !== 'write' || !ep || ep.destroyed) return;
     if (this._state !== 'running' && this._state !== 'draining') return;
     while (s.pending.length >= s.frame) {
-      const n = s.ep.write(s.pending);
+      const n = ep.write(s.pending);
       s.bytes += n;
       s.pending = s.pending.subarray(n);
       if (s.pending.length >= s.frame) {
@@ -246,11 +296,12 @@ export class Loop extends EventEmitter {
   /** write mode after the server's EOF: wait until the ring has gone to the clients */
   private async playOut(s: Session): Promise<void> {
     const deadline = Date.now() + 5000 + this.opts.bufferMs * 2;
-    while (this.s === s && !s.ep.destroyed && s.ep.stats().fill > 0 && s.ep.clientActive && Date.now() < deadline) {
+    const ep = s.ep;
+    while (this.s === s && ep && !ep.destroyed && ep.stats().fill > 0 && ep.clientActive && Date.now() < deadline) {
       await sleep(10);
     }
     // the last buffer leaves the graph one or two cycles after the ring
-    const st = s.ep.stats();
+    const st = ep?.stats() ?? { quantum: 0 };
     await sleep(Math.max(40, Math.ceil((2 * 1000 * Math.max(st.quantum, 1024)) / s.req.rate)));
     await this.close(s, 'played out everything the server wrote');
   }
@@ -259,13 +310,14 @@ export class Loop extends EventEmitter {
   private async close(s: Session, why: string): Promise<void> {
     if (this.s !== s || this._state === 'closing') return;
     this.setState('closing', why);
+    const ep = s.ep;
     try {
-      if (!s.ep.destroyed) await s.ep.disconnectClients();
+      if (ep && !ep.destroyed) await ep.disconnectClients();
     } catch (e) {
       this.log.warn(`ending client streams failed: ${(e as Error).message}`);
     }
-    s.ep.destroy();
-    s.ep.removeAllListeners();
+    ep?.destroy();
+    ep?.removeAllListeners();
     if (!s.socket.destroyed) {
       if (s.socket.writableEnded) s.socket.destroySoon();
       else s.socket.destroy();
@@ -288,7 +340,7 @@ export class Loop extends EventEmitter {
 
   status(): LoopStatus {
     const s = this.s;
-    const st = s?.ep.stats();
+    const st = s?.ep?.stats();
     return {
       instance: this.instance,
       node: this.node,
@@ -296,7 +348,7 @@ export class Loop extends EventEmitter {
       mode: s?.req.mode ?? null,
       format: s ? { format: s.req.format, rate: s.req.rate, channels: s.req.channels } : null,
       server: s ? { app: s.req.app ?? null, pid: s.req.pid ?? null, nonblock: s.req.nonblock, since: s.since.toISOString() } : null,
-      clients: s && !s.ep.destroyed ? s.ep.clients() : [],
+      clients: s?.ep && !s.ep.destroyed ? s.ep.clients() : [],
       bytes: s?.bytes ?? 0,
       xruns: st?.xruns ?? 0,
       xrunBytes: st?.xrunBytes ?? 0,

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { loadNative, type CoreHandle, type NativeBinding, type StreamHandle } from '../native';
 import { errnoError, makeError } from '../errors';
+import { frameBytes } from '../format';
 import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
 
 export interface PipeWireBackendOptions {
@@ -94,6 +95,8 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   private _clientActive = false;
   private nodeId = -1;
   private peerKey = '';
+  /** sink data still in the ring when the sound server went away; read() hands it out */
+  private leftover: Buffer | null = null;
 
   constructor(
     private readonly native: NativeBinding,
@@ -131,7 +134,14 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   }
 
   read(buf: Buffer): number {
-    if (!this.handle) throw makeError('EBADF', 'read');
+    if (!this.handle) {
+      if (!this.leftover) throw makeError('EBADF', 'read');
+      const frame = frameBytes(this.options);
+      const n = Math.min(this.leftover.length, buf.length - (buf.length % frame));
+      this.leftover.copy(buf, 0, 0, n);
+      this.leftover = this.leftover.subarray(n);
+      return n;
+    }
     const n = this.native.streamRead(this.handle, buf);
     if (n < 0) throw errnoError(n, 'read');
     return n;
@@ -146,7 +156,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
 
   stats(): EndpointStats {
     if (!this.handle) {
-      return { state: 'destroyed', nodeId: -1, fill: 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
+      return { state: 'destroyed', nodeId: -1, fill: this.leftover?.length ?? 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
     }
     return this.native.streamStats(this.handle);
   }
@@ -181,9 +191,21 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
     this.emit('destroyed');
   }
 
-  /** @internal the server went away */
+  /**
+   * @internal the sound server went away. What a sink captured before that
+   * is still in our ring: keep it, so the server gets every frame before
+   * its ECONNRESET.
+   */
   fail(err: Error): void {
     if (!this.handle) return;
+    if (this.options.direction === 'sink') {
+      const st = this.native.streamStats(this.handle);
+      if (st.fill > 0) {
+        const tail = Buffer.allocUnsafe(st.fill);
+        const n = this.native.streamRead(this.handle, tail);
+        if (n > 0) this.leftover = tail.subarray(0, n);
+      }
+    }
     this.destroy();
     this.emit('error', err);
   }
