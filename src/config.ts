@@ -22,6 +22,8 @@ import { z } from 'zod';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+export type LogFormat = 'text' | 'json';
+export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 
 export interface AudioloopConfig {
   /** number of loop devices to create (OSS4 `audioloop_instances`), 1-16 */
@@ -31,6 +33,8 @@ export interface AudioloopConfig {
   /** ring buffer length per loop in milliseconds, 10-2000 */
   bufferMs: number;
   logLevel: LogLevel;
+  /** text lines for people, or one JSON object per line for log collectors */
+  logFormat: LogFormat;
 }
 
 /** The defaults. `socketDir` is absent (not merely undefined). */
@@ -38,6 +42,7 @@ export const DEFAULT_CONFIG: Readonly<AudioloopConfig> = Object.freeze({
   audioloopInstances: 1,
   bufferMs: 200,
   logLevel: 'info',
+  logFormat: 'text',
 });
 
 export class ConfigError extends Error {
@@ -92,6 +97,7 @@ const KEYS = {
   },
   buffer_ms: { field: 'bufferMs', schema: intSchema(10, 2000), allowed: 'integers 10-2000' },
   log_level: { field: 'logLevel', schema: z.enum(['error', 'warn', 'info', 'debug']), allowed: LOG_LEVELS.join(', ') },
+  log_format: { field: 'logFormat', schema: z.enum(['text', 'json']), allowed: LOG_FORMATS.join(', ') },
 } satisfies KeyTable;
 
 /** The keys the config file accepts, in documentation order. */

@@ -21,6 +21,8 @@ export interface DaemonOptions {
   log?: Logger;
   /** how long a new connection may take to send its OPEN line */
   handshakeTimeoutMs?: number;
+  /** reads the config again for reload() (SIGHUP); throws ConfigError on a bad file */
+  reloadConfig?: () => AudioloopConfig;
 }
 
 export interface DaemonStatus {
@@ -28,12 +30,26 @@ export interface DaemonStatus {
   pid: number;
   socketDir: string;
   soundServer: { backend: string; connected: boolean };
-  loops: LoopStatus[];
+  loops: (LoopStatus & { retiring?: boolean })[];
+}
+
+export interface ReloadResult {
+  added: number[];
+  /** removed from the config; idle ones are gone, active ones go when their server closes */
+  removed: number[];
+  /** the settings that only a restart changes */
+  ignored: string[];
 }
 
 export class Daemon extends EventEmitter {
-  private readonly loops: Loop[] = [];
-  private readonly servers: net.Server[] = [];
+  /** by instance number; a removed instance stays here until its loop is idle */
+  private readonly loops = new Map<number, Loop>();
+  /** the listening socket of each instance in the config */
+  private readonly sockets = new Map<number, net.Server>();
+  /** instances removed by a reload whose loop was still active */
+  private readonly retiring = new Set<number>();
+  private control: net.Server | null = null;
+  private config: AudioloopConfig;
   private readonly conns = new Set<net.Socket>();
   private backend: Backend | null = null;
   private readonly log: Logger;
@@ -43,6 +59,7 @@ export class Daemon extends EventEmitter {
   constructor(private readonly opts: DaemonOptions) {
     super();
     this.log = opts.log ?? silentLogger;
+    this.config = opts.config;
   }
 
   /** Connects to the sound server, creates the socket dir and starts listening. */
@@ -55,13 +72,76 @@ export class Daemon extends EventEmitter {
       this.scheduleReconnect();
     }
     prepareSocketDir(this.opts.socketDir);
-    for (let i = 0; i < this.opts.config.audioloopInstances; i++) {
-      const loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.opts.config.bufferMs, log: this.log });
-      this.loops.push(loop);
-      this.servers.push(await this.listen(loopSocketPath(this.opts.socketDir, i), (sock) => this.onLoopConnection(loop, sock)));
+    for (let i = 0; i < this.config.audioloopInstances; i++) await this.addInstance(i);
+    this.control = await this.listen(controlSocketPath(this.opts.socketDir), (sock) => this.onControlConnection(sock));
+    this.log.info(`serving ${this.loops.size} loop(s) in ${this.opts.socketDir}`);
+  }
+
+  private async addInstance(i: number): Promise<void> {
+    let loop = this.loops.get(i);
+    if (loop) {
+      this.retiring.delete(i); // removed, still active, and now back: keep it
+    } else {
+      loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.config.bufferMs, log: this.log });
+      this.loops.set(i, loop);
+      loop.on('state', (st: string) => {
+        if (st === 'idle' && this.retiring.delete(i)) {
+          this.loops.delete(i);
+          this.log.info(`audioloop${i} removed (its server closed)`);
+        }
+      });
     }
-    this.servers.push(await this.listen(controlSocketPath(this.opts.socketDir), (sock) => this.onControlConnection(sock)));
-    this.log.info(`serving ${this.loops.length} loop(s) in ${this.opts.socketDir}`);
+    const l = loop;
+    this.sockets.set(i, await this.listen(loopSocketPath(this.opts.socketDir, i), (sock) => this.onLoopConnection(l, sock)));
+  }
+
+  /** Stops listening for instance i; an active loop runs on until its server closes. */
+  private removeInstance(i: number): void {
+    this.sockets.get(i)?.close();
+    this.sockets.delete(i);
+    fs.rmSync(loopSocketPath(this.opts.socketDir, i), { force: true });
+    const loop = this.loops.get(i);
+    if (loop && loop.state !== 'idle') {
+      this.retiring.add(i);
+      this.log.info(`audioloop${i} removed from the config; it goes when its server closes`);
+    } else {
+      this.loops.delete(i);
+    }
+  }
+
+  /**
+   * Applies the config file again (SIGHUP): adds and removes instances
+   * without touching active loops; new buffer_ms applies to the next open;
+   * log level and format change at once. A bad file changes nothing
+   * (the error is logged and thrown).
+   */
+  async reload(next?: AudioloopConfig): Promise<ReloadResult> {
+    let config: AudioloopConfig;
+    try {
+      config = next ?? (this.opts.reloadConfig ? this.opts.reloadConfig() : this.config);
+    } catch (e) {
+      this.log.error(`reload refused, nothing changed: ${(e as Error).message}`);
+      throw e;
+    }
+    const res: ReloadResult = { added: [], removed: [], ignored: [] };
+    if (config.socketDir !== undefined && config.socketDir !== this.config.socketDir && config.socketDir !== this.opts.socketDir) {
+      res.ignored.push('socket_dir');
+    }
+    this.log.configure({ level: config.logLevel, format: config.logFormat });
+    for (const loop of this.loops.values()) loop.configure({ bufferMs: config.bufferMs });
+    const old = this.config.audioloopInstances;
+    this.config = { ...config, socketDir: this.config.socketDir };
+    for (let i = old; i < config.audioloopInstances; i++) {
+      await this.addInstance(i);
+      res.added.push(i);
+    }
+    for (let i = old - 1; i >= config.audioloopInstances; i--) {
+      this.removeInstance(i);
+      res.removed.push(i);
+    }
+    if (res.ignored.length) this.log.warn(`reload: ${res.ignored.join(', ')} changes only with a restart`);
+    this.log.info(`reloaded: ${config.audioloopInstances} loop(s)`, { added: res.added, removed: res.removed });
+    return res;
   }
 
   private connectBackend(): Backend {
@@ -82,7 +162,7 @@ export class Daemon extends EventEmitter {
       try {
         this.backend = this.connectBackend();
         this.log.info('reconnected to the sound server');
-        for (const loop of this.loops) loop.restore();
+        for (const loop of this.loops.values()) loop.restore();
       } catch (e) {
         this.log.debug(`reconnect failed: ${(e as Error).message}`);
         this.scheduleReconnect();
@@ -188,7 +268,9 @@ export class Daemon extends EventEmitter {
       pid: process.pid,
       socketDir: this.opts.socketDir,
       soundServer: { backend: this.backend?.name ?? 'none', connected: this.backend?.connected ?? false },
-      loops: this.loops.map((l) => l.status()),
+      loops: [...this.loops.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([i, l]) => (this.retiring.has(i) ? { ...l.status(), retiring: true } : l.status())),
     };
   }
 
@@ -197,12 +279,13 @@ export class Daemon extends EventEmitter {
     if (this.stopping) return;
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    for (const srv of this.servers) srv.close();
-    await Promise.all(this.loops.map((l) => l.shutdown()));
+    for (const srv of this.sockets.values()) srv.close();
+    this.control?.close();
+    await Promise.all([...this.loops.values()].map((l) => l.shutdown()));
     for (const c of this.conns) c.destroy();
     this.backend?.close();
     this.backend = null;
-    for (let i = 0; i < this.loops.length; i++) fs.rmSync(loopSocketPath(this.opts.socketDir, i), { force: true });
+    for (const i of this.sockets.keys()) fs.rmSync(loopSocketPath(this.opts.socketDir, i), { force: true });
     fs.rmSync(controlSocketPath(this.opts.socketDir), { force: true });
     this.log.info('stopped');
   }

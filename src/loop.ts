@@ -87,6 +87,11 @@ export class Loop extends EventEmitter {
     this.log = (opts.log ?? silentLogger).child(this.node);
   }
 
+  /** A reloaded config: takes effect at the next open. */
+  configure(o: { bufferMs: number }): void {
+    this.opts.bufferMs = o.bufferMs;
+  }
+
   get node(): string {
     return `audioloop${this.instance}`;
   }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, LOG_LEVELS, type AudioloopConfig, type LogLevel } from '../config';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
 import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
@@ -50,7 +50,12 @@ Run "audioloop <command> --help" for the options of a command.`,
       --runtime-dir DIR   where the embedded sound server lives
                           (default: /tmp/audioloop-pw-<uid>)
       --log-level L       error, warn, info (default) or debug
-  -h, --help`,
+      --log-format F      text (default) or json (one object per line)
+  -h, --help
+
+Signals: SIGTERM/SIGINT stop (servers get ECONNRESET, client streams are
+ended, nodes and sockets removed); SIGHUP reads the config file again:
+instances are added or removed without disturbing active loops.`,
   record: `usage: audioloop record N FILE.wav [options]
 
 Opens the server end of loop N read-only; audioloopN appears as a sink.
@@ -107,21 +112,30 @@ async function cmdDaemon(argv: string[]): Promise<number> {
     'sound-server': { type: 'string' },
     'runtime-dir': { type: 'string' },
     'log-level': { type: 'string' },
+    'log-format': { type: 'string' },
   });
   if (values.help) return help('daemon');
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  let config: AudioloopConfig;
-  if (values.config !== undefined) config = loadConfig(values.config);
-  else config = fs.existsSync(DEFAULT_CONF) ? loadConfig(DEFAULT_CONF) : { ...DEFAULT_CONFIG };
   const inst = intArg(values.instances, '--instances', 1, 16);
-  if (inst !== undefined) config = { ...config, audioloopInstances: inst };
-  if (values['log-level'] !== undefined) {
-    if (!(LOG_LEVELS as readonly string[]).includes(values['log-level'])) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
-    config = { ...config, logLevel: values['log-level'] as LogLevel };
+  if (values['log-level'] !== undefined && !(LOG_LEVELS as readonly string[]).includes(values['log-level'])) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  if (values['log-format'] !== undefined && !(LOG_FORMATS as readonly string[]).includes(values['log-format'])) {
+    throw new UsageError(`--log-format must be one of ${LOG_FORMATS.join(', ')}`);
+  }
+  const confFile = values.config ?? (fs.existsSync(DEFAULT_CONF) ? DEFAULT_CONF : null);
+  /** the config file with the command line's overrides on top (again on SIGHUP) */
+  const readConfig = (): AudioloopConfig => {
+    let c: AudioloopConfig = confFile ? loadConfig(confFile) : { ...DEFAULT_CONFIG };
+    if (inst !== undefined) c = { ...c, audioloopInstances: inst };
+    if (values['log-level'] !== undefined) c = { ...c, logLevel: values['log-level'] as LogLevel };
+    if (values['log-format'] !== undefined) c = { ...c, logFormat: values['log-format'] as LogFormat };
+    return c;
+  };
+  const config = readConfig();
   const mode = values['sound-server'] ?? 'auto';
   if (!['auto', 'system', 'embedded'].includes(mode)) throw new UsageError('--sound-server must be auto, system or embedded');
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, 'audioloop', undefined, config.logFormat);
   // the socket dir comes from the caller's environment, before any embedded server changes it
   const socketDir = values['socket-dir'] ?? config.socketDir ?? defaultSocketDir();
 
@@ -135,7 +149,7 @@ async function cmdDaemon(argv: string[]): Promise<number> {
     embedded = await startEmbeddedSoundServer(dir);
     log.info(`clients reach it with: export PULSE_SERVER='${embedded.env.PULSE_SERVER}' PIPEWIRE_RUNTIME_DIR='${dir}'`);
   }
-  const daemon = new Daemon({ config, socketDir, connect, log });
+  const daemon = new Daemon({ config, socketDir, connect, log, reloadConfig: readConfig });
   const stopAll = (): void => embedded?.stop();
   process.on('exit', stopAll);
   try {
@@ -151,6 +165,10 @@ async function cmdDaemon(argv: string[]): Promise<number> {
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    process.on('SIGHUP', () => {
+      log.info(`SIGHUP: reloading ${confFile ?? '(no config file: defaults)'}`);
+      daemon.reload().catch(() => undefined); // a bad file is logged and changes nothing
+    });
   });
   stopAll();
   return EXIT.OK;
@@ -368,6 +386,11 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // `audioloop status | head -1`: a closed pipe is not an error
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

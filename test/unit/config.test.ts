@@ -42,7 +42,7 @@ describe('config', () => {
     });
 
     it('lists the known keys', () => {
-      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'log_level']);
+      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'log_level', 'log_format']);
     });
   });
 
@@ -54,6 +54,7 @@ describe('config', () => {
           'socket_dir=/run/audioloop test',
           '  buffer_ms\t=\t50  ',
           'log_level =debug',
+          'log_format= json',
         ].join('\n'),
         FILE,
       );
@@ -62,6 +63,7 @@ describe('config', () => {
         socketDir: '/run/audioloop test',
         bufferMs: 50,
         logLevel: 'debug',
+        logFormat: 'json',
       };
       assert.deepEqual(cfg, expected);
     });
@@ -154,6 +156,20 @@ describe('config', () => {
     }
   });
 
+  describe('log_format', () => {
+    it('accepts text and json', () => {
+      assert.equal(parseConfig('log_format = text', FILE).logFormat, 'text');
+      assert.equal(parseConfig('log_format = json', FILE).logFormat, 'json');
+      assert.equal(parseConfig('', FILE).logFormat, 'text');
+    });
+    it('refuses anything else, naming file, line, key and allowed values', () => {
+      const err = configError(() => parseConfig('\nlog_format = yaml', FILE));
+      assert.equal(err.line, 2);
+      assert.equal(err.key, 'log_format');
+      assert.match(err.message, /^conf\/audioloop\.conf:2: log_format = yaml is invalid: allowed values are text, json$/);
+    });
+  });
+
   describe('log_level', () => {
     it('accepts each level', () => {
       for (const level of ['error', 'warn', 'info', 'debug'] as const) {
@@ -187,7 +203,7 @@ describe('config', () => {
       const err = configError(() => parseConfig('buffer_ms = 20\naudioloop_instance = 2', FILE));
       assert.equal(err.line, 2);
       assert.equal(err.key, 'audioloop_instance');
-      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, log_level');
+      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, log_level, log_format');
       assert.equal(
         err.message,
         `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, log_level`,
