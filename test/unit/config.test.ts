@@ -23,7 +23,7 @@ function configError(fn: () => unknown): ConfigError {
 describe('config', () => {
   describe('defaults', () => {
     it('has the documented defaults', () => {
-      assert.deepEqual({ ...DEFAULT_CONFIG }, { audioloopInstances: 1, bufferMs: 200, logLevel: 'info' });
+      assert.deepEqual({ ...DEFAULT_CONFIG }, { audioloopInstances: 1, bufferMs: 200, logLevel: 'info', logFormat: 'text' });
       assert.equal('socketDir' in DEFAULT_CONFIG, false);
       assert.ok(Object.isFrozen(DEFAULT_CONFIG));
     });
@@ -206,7 +206,7 @@ describe('config', () => {
       assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, log_level, log_format');
       assert.equal(
         err.message,
-        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, log_level`,
+        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, log_level, log_format`,
       );
     });
 
@@ -249,7 +249,7 @@ describe('config', () => {
     it('reads and parses a file, naming it in errors', () => {
       const file = join(dir, 'a.conf');
       writeFileSync(file, 'audioloop_instances = 5\nbuffer_ms = 30\n');
-      assert.deepEqual(loadConfig(file), { audioloopInstances: 5, bufferMs: 30, logLevel: 'info' });
+      assert.deepEqual(loadConfig(file), { audioloopInstances: 5, bufferMs: 30, logLevel: 'info', logFormat: 'text' });
       writeFileSync(file, 'audioloop_instances = 5\nbuffer_ms = 3\n');
       const err = configError(() => loadConfig(file));
       assert.equal(err.file, file);
