@@ -26,6 +26,7 @@ import type { Backend, ClientInfo, Endpoint, EndpointOptions } from './backend/t
 import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
 import { formatOk, formatStart, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
+import { PeakMeter } from './dsp/level';
 
 export type LoopState = 'idle' | 'waiting' | 'running' | 'draining' | 'closing';
 
@@ -47,6 +48,8 @@ export interface LoopStatus {
   bytes: number;
   xruns: number;
   xrunBytes: number;
+  /** peak level of each channel in dBFS (falling 20 dB/s), null when closed */
+  levels: number[] | null;
   /** bytes buffered in the ring now, and its size */
   fill: number;
   size: number;
@@ -69,6 +72,7 @@ interface Session {
   /** read mode: waiting for the socket to drain */
   waitDrain: boolean;
   started: boolean;
+  meter: PeakMeter;
 }
 
 const READ_CHUNK = 1 << 14;
@@ -143,7 +147,7 @@ export class Loop extends EventEmitter {
       // the sound server is away: accept the server; restore() creates the node later
       this.log.warn(`the sound server is not connected; ${this.node} appears when it returns`);
     }
-    const s: Session = { socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false };
+    const s: Session = { socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false, meter: new PeakMeter(fmt.format, fmt.channels) };
     this.s = s;
     socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
     this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz`);
@@ -268,7 +272,9 @@ export class Loop extends EventEmitter {
       const n = ep.destroyed && ep.stats().fill === 0 ? 0 : ep.read(buf);
       if (n === 0) break;
       s.bytes += n;
-      s.socket.write(n === buf.length ? buf : buf.subarray(0, n));
+      const out = n === buf.length ? buf : buf.subarray(0, n);
+      s.meter.update(out);
+      s.socket.write(out);
     }
     if (this._state === 'draining' && ep.stats().fill === 0) {
       // all data in flight delivered: EOF tells the server ECONNRESET
@@ -285,6 +291,7 @@ export class Loop extends EventEmitter {
     while (s.pending.length >= s.frame) {
       const n = ep.write(s.pending);
       s.bytes += n;
+      if (n > 0) s.meter.update(s.pending.subarray(0, n));
       s.pending = s.pending.subarray(n);
       if (s.pending.length >= s.frame) {
         s.socket.pause(); // 'writable' resumes us
@@ -357,6 +364,7 @@ export class Loop extends EventEmitter {
       bytes: s?.bytes ?? 0,
       xruns: st?.xruns ?? 0,
       xrunBytes: st?.xrunBytes ?? 0,
+      levels: s ? s.meter.levelsDb() : null,
       fill: st?.fill ?? 0,
       size: st?.size ?? 0,
       nodeId: st?.nodeId ?? -1,

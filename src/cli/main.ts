@@ -6,7 +6,6 @@
  */
 import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, DEFAULT_CONFIG, loadConfig, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
@@ -14,6 +13,8 @@ import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
 import { openServer } from '../client';
+import { fetchStatus } from '../control';
+import { cmdTop, TOP_HELP } from './top';
 import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } from '../format';
 import { openWavStream, WavFileWriter } from '../wav';
 import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
@@ -37,6 +38,7 @@ commands:
   record N FILE.wav  open loop N for reading and record what clients play (like ossrecord)
   play N FILE.wav    open loop N for writing and play FILE.wav to clients that record
   status [--json]    show every loop: state, format, server, clients, bytes, xruns
+  top                live view of every loop with level meters
 
 Run "audioloop <command> --help" for the options of a command.`,
   daemon: `usage: audioloop daemon [options]
@@ -77,6 +79,7 @@ plays the file, and waits until the client has it all.
   -s, --socket-dir DIR
   -q, --quiet
   -h, --help`,
+  top: TOP_HELP,
   status: `usage: audioloop status [--json] [-s DIR]
 
   --json              machine-readable output
@@ -287,26 +290,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
   return EXIT.OK;
 }
 
-export async function fetchStatus(socketDir: string): Promise<DaemonStatus> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(controlSocketPath(socketDir));
-    let buf = '';
-    sock.on('connect', () => sock.write('STATUS\n'));
-    sock.on('data', (d) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        sock.destroy();
-        try {
-          resolve(JSON.parse(buf.slice(0, nl)) as DaemonStatus);
-        } catch (e) {
-          reject(e);
-        }
-      }
-    });
-    sock.on('error', reject);
-  });
-}
+export { fetchStatus } from '../control';
 
 async function cmdStatus(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' }, 'socket-dir': { type: 'string', short: 's' } });
@@ -368,12 +352,14 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdPlay(rest);
       case 'status':
         return await cmdStatus(rest);
+      case 'top':
+        return await cmdTop(rest);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`audioloop: ${e.message}\n${cmd && HELP[cmd] ? `Run "audioloop ${cmd} --help".` : 'Run "audioloop --help".'}\n`);
+    if (e instanceof UsageError || (e as { code?: string }).code === 'EUSAGE') {
+      process.stderr.write(`audioloop: ${(e as Error).message}\n${cmd && HELP[cmd] ? `Run "audioloop ${cmd} --help".` : 'Run "audioloop --help".'}\n`);
       return EXIT.USAGE;
     }
     if (e instanceof ConfigError) {
