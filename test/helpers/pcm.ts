@@ -120,3 +120,49 @@ export function checkCounter(buf: Buffer, format: SampleFormat, channels: number
   }
   return res;
 }
+
+export interface CounterRun {
+  /** counter index of the first non-silent frame (-1 if none) */
+  first: number;
+  /** non-silent frames, all of them the counter in order */
+  frames: number;
+  /** silent frames anywhere (lead, tail, or inserted by a client's underrun) */
+  silent: number;
+  /** non-silent frames that break the order (lost, duplicated or foreign frames) */
+  bad: number;
+  firstBad: number;
+}
+
+/**
+ * Like checkCounter, but silence anywhere is allowed: a client that underruns
+ * on a loaded machine gets silence inserted by its sound server, which is not
+ * the loop's doing. Every non-silent frame must still continue the counter:
+ * nothing lost, duplicated or reordered.
+ */
+export function checkCounterSkippingSilence(buf: Buffer, format: SampleFormat, channels: number): CounterRun {
+  const bytes = FORMAT_INFO[format].bytes;
+  const fb = bytes * channels;
+  const total = Math.floor(buf.length / fb);
+  const res: CounterRun = { first: -1, frames: 0, silent: 0, bad: 0, firstBad: -1 };
+  let next = -1;
+  for (let i = 0; i < total; i++) {
+    if (isSilent(buf, i * fb, format, channels)) {
+      res.silent++;
+      continue;
+    }
+    if (next < 0) {
+      const one = checkCounter(buf.subarray(i * fb, (i + 1) * fb), format, channels);
+      next = res.first = one.first;
+    }
+    let ok = true;
+    for (let c = 0; c < channels && ok; c++) ok = readSample(buf, i * fb + c * bytes, format) === counterValue(format, next, c);
+    if (ok) {
+      res.frames++;
+      next++;
+    } else {
+      res.bad++;
+      if (res.firstBad < 0) res.firstBad = i;
+    }
+  }
+  return res;
+}
