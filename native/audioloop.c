@@ -2,7 +2,7 @@
  * audioloop native addon: PipeWire streams as virtual devices.
  *
  * One `struct al_core` per JS environment owns a pw_thread_loop, a context,
- * the core connection and a registry mirror (nodes and links).  Each
+ * the core connection and a registry mirror (nodes, links, clients).  Each
  * `struct al_stream` (the "cable" end on the sound server) owns one
  * pw_stream that is either
  *   - an Audio/Sink   (clients play into it; the realtime callback copies
@@ -183,6 +183,27 @@ struct al_link_info {
 
 struct al_core;
 
+/*
+ * A PipeWire Client global (one connection to the server).  Its global
+ * props carry no usable process id for PulseAudio-protocol clients (their
+ * pipewire.sec.pid is pipewire-pulse's), so the client is bound and the
+ * props of its info event (application.process.id, which the application
+ * sets itself) fill in app_name and pid.  [loop] only, like the other
+ * mirrors; never touched by [rt].
+ */
+struct al_client_info {
+	struct spa_list link;
+	struct al_core *core;
+	uint32_t id;
+	char *app_name;
+	int32_t pid;                     /* application.process.id, -1 until known */
+	int32_t sec_pid;                 /* pipewire.sec.pid (the socket peer), -1 if absent */
+	struct pw_proxy *proxy;          /* bound pw_client, NULL if binding failed */
+	struct spa_hook client_listener;
+};
+
+struct al_core;
+
 struct al_stream {
 	struct spa_list link;            /* in core->streams, [js] only */
 	struct al_core *core;
@@ -225,6 +246,7 @@ struct al_core {
 
 	struct spa_list nodes;           /* [loop] al_node_info */
 	struct spa_list links;           /* [loop] al_link_info */
+	struct spa_list clients;         /* [loop] al_client_info */
 
 	pthread_mutex_t ev_lock;         /* protects events; never taken in [rt] */
 	struct spa_list events;
@@ -416,6 +438,45 @@ static void free_node_info(struct al_node_info *n)
 	free(n);
 }
 
+/* [loop] stops listening to a client global and frees it */
+static void free_client_info(struct al_client_info *ci)
+{
+	spa_list_remove(&ci->link);
+	if (ci->proxy != NULL) {
+		spa_hook_remove(&ci->client_listener);
+		pw_proxy_destroy(ci->proxy);
+		ci->proxy = NULL;
+	}
+	free(ci->app_name);
+	free(ci);
+}
+
+/* [loop] the bound client's info: its full props, with the real process id */
+static void on_client_info(void *data, const struct pw_client_info *info)
+{
+	struct al_client_info *ci = data;
+	if (info == NULL || !(info->change_mask & PW_CLIENT_CHANGE_MASK_PROPS) || info->props == NULL)
+		return;
+	const char *v = spa_dict_lookup(info->props, PW_KEY_APP_PROCESS_ID);
+	if (v != NULL && atoi(v) > 0)
+		ci->pid = atoi(v);
+	v = spa_dict_lookup(info->props, PW_KEY_APP_NAME);
+	if (v != NULL && (ci->app_name == NULL || strcmp(ci->app_name, v) != 0)) {
+		char *name = strdup(v);
+		if (name != NULL) {
+			free(ci->app_name);
+			ci->app_name = name;
+		}
+	}
+	/* a node's app/pid may just have become known */
+	push_event(ci->core, AL_EV_GRAPH, 0, 1, ci->id, "client");
+}
+
+static const struct pw_client_events client_events = {
+	PW_VERSION_CLIENT_EVENTS,
+	.info = on_client_info,
+};
+
 /* [loop] counts client links per stream and reports changes between zero and non-zero */
 static void update_links(struct al_core *c)
 {
@@ -470,6 +531,22 @@ static void registry_global(void *data, uint32_t id, uint32_t permissions, const
 		spa_list_append(&c->links, &l->link);
 		update_links(c);
 		push_event(c, AL_EV_GRAPH, 0, 1, id, "link");
+	} else if (strcmp(type, PW_TYPE_INTERFACE_Client) == 0) {
+		struct al_client_info *ci = calloc(1, sizeof(*ci));
+		if (ci == NULL)
+			return;
+		ci->core = c;
+		ci->id = id;
+		ci->app_name = dup_prop(props, PW_KEY_APP_NAME);
+		ci->pid = -1;
+		const char *v = props ? spa_dict_lookup(props, PW_KEY_SEC_PID) : NULL;
+		ci->sec_pid = v ? atoi(v) : -1;
+		/* binding asks the server for the info event with the full props */
+		ci->proxy = pw_registry_bind(c->registry, id, PW_TYPE_INTERFACE_Client, PW_VERSION_CLIENT, 0);
+		if (ci->proxy != NULL)
+			pw_client_add_listener((struct pw_client *)ci->proxy, &ci->client_listener, &client_events, ci);
+		spa_list_append(&c->clients, &ci->link);
+		push_event(c, AL_EV_GRAPH, 0, 1, id, "client");
 	}
 }
 
@@ -492,6 +569,14 @@ static void registry_global_remove(void *data, uint32_t id)
 			free(l);
 			update_links(c);
 			push_event(c, AL_EV_GRAPH, 0, 0, id, "link");
+			return;
+		}
+	}
+	struct al_client_info *ci, *tci;
+	spa_list_for_each_safe(ci, tci, &c->clients, link) {
+		if (ci->id == id) {
+			free_client_info(ci);
+			push_event(c, AL_EV_GRAPH, 0, 0, id, "client");
 			return;
 		}
 	}
@@ -750,6 +835,9 @@ static void core_close(struct al_core *c)
 	c->closed = true;
 	if (c->tl) {
 		pw_thread_loop_lock(c->tl);
+		struct al_client_info *ci, *tci;
+		spa_list_for_each_safe(ci, tci, &c->clients, link)
+			free_client_info(ci);
 		if (c->registry) {
 			spa_hook_remove(&c->registry_listener);
 			pw_proxy_destroy((struct pw_proxy *)c->registry);
@@ -771,6 +859,11 @@ static void core_close(struct al_core *c)
 	struct al_node_info *n, *tn;
 	spa_list_for_each_safe(n, tn, &c->nodes, link)
 		free_node_info(n);
+	struct al_client_info *ci, *tci;
+	spa_list_for_each_safe(ci, tci, &c->clients, link) {
+		ci->proxy = NULL; /* already gone with the core */
+		free_client_info(ci);
+	}
 	struct al_link_info *l, *tl;
 	spa_list_for_each_safe(l, tl, &c->links, link) {
 		spa_list_remove(&l->link);
@@ -861,6 +954,7 @@ static napi_value js_core_open(napi_env env, napi_callback_info info)
 	c->env = env;
 	spa_list_init(&c->nodes);
 	spa_list_init(&c->links);
+	spa_list_init(&c->clients);
 	spa_list_init(&c->events);
 	spa_list_init(&c->streams);
 	c->next_stream_id = 1;
@@ -1238,6 +1332,33 @@ static napi_value js_core_nodes(napi_env env, napi_callback_info info)
 	return arr;
 }
 
+/* coreClients(core) -> [{ id, appName, pid, secPid }]: the mirrored Client globals;
+ * pid is application.process.id from the client's info (-1 until known) */
+static napi_value js_core_clients(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], arr;
+	uint32_t idx = 0;
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct al_core *c = get_core(env, argv[0]);
+	NAPI_CALL(env, napi_create_array(env, &arr));
+	if (c == NULL || c->closed)
+		return arr;
+	pw_thread_loop_lock(c->tl);
+	struct al_client_info *ci;
+	spa_list_for_each(ci, &c->clients, link) {
+		napi_value o;
+		napi_create_object(env, &o);
+		set_prop(env, o, "id", make_int(env, ci->id));
+		set_prop(env, o, "appName", make_str(env, ci->app_name));
+		set_prop(env, o, "pid", make_int(env, ci->pid));
+		set_prop(env, o, "secPid", make_int(env, ci->sec_pid));
+		napi_set_element(env, arr, idx++, o);
+	}
+	pw_thread_loop_unlock(c->tl);
+	return arr;
+}
+
 /* coreDestroyGlobal(core, id) -> 0 | negative errno: asks the server to destroy an object */
 static napi_value js_core_destroy_global(napi_env env, napi_callback_info info)
 {
@@ -1300,6 +1421,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "coreConnected", NULL, js_core_connected, NULL, NULL, NULL, napi_default, NULL },
 		{ "corePeers", NULL, js_core_peers, NULL, NULL, NULL, napi_default, NULL },
 		{ "coreNodes", NULL, js_core_nodes, NULL, NULL, NULL, napi_default, NULL },
+		{ "coreClients", NULL, js_core_clients, NULL, NULL, NULL, napi_default, NULL },
 		{ "coreDestroyGlobal", NULL, js_core_destroy_global, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamCreate", NULL, js_stream_create, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamRead", NULL, js_stream_read, NULL, NULL, NULL, napi_default, NULL },

@@ -14,7 +14,7 @@ export type CoreHandle = { readonly [coreBrand]: true };
 export type StreamHandle = { readonly [streamBrand]: true };
 
 export type CoreEventKind = 'graph' | 'error';
-/** graph: a = 1 added / 0 removed, b = object id, text = 'node' | 'link'; error: a = id, b = res, text = message */
+/** graph: a = 1 added / 0 removed, b = object id, text = 'node' | 'link' | 'client'; error: a = id, b = res, text = message */
 export type CoreCallback = (kind: CoreEventKind, a: number, b: number, text: string | null) => void;
 /** state: a = state name, b = node id; format: a = rate, b = channels; links: a = client links; data: wake-up */
 export type StreamCallback = (kind: 'state' | 'format' | 'data' | 'links', a?: string | number, b?: number, text?: string | null) => void;
@@ -64,6 +64,19 @@ export interface NativeNode {
   pid: number;
 }
 
+/**
+ * A PipeWire Client global (one connection to the server). `pid` is the
+ * application.process.id from the client's info (-1 until known): for
+ * PulseAudio-protocol clients it is the only place the real pid is, since
+ * their nodes carry none and `secPid` (the socket peer) is pipewire-pulse.
+ */
+export interface NativeClient {
+  id: number;
+  appName: string | null;
+  pid: number;
+  secPid: number;
+}
+
 /** Every function returns a negative errno instead of throwing on failure. */
 export interface NativeBinding {
   coreOpen(cb: CoreCallback, appName?: string): CoreHandle | number;
@@ -71,6 +84,7 @@ export interface NativeBinding {
   coreConnected(core: CoreHandle): boolean;
   corePeers(core: CoreHandle, nodeId: number): NativePeer[];
   coreNodes(core: CoreHandle): NativeNode[];
+  coreClients(core: CoreHandle): NativeClient[];
   coreDestroyGlobal(core: CoreHandle, id: number): number;
   streamCreate(core: CoreHandle, opts: NativeStreamOptions, cb: StreamCallback): StreamHandle | number;
   streamRead(stream: StreamHandle, buf: Buffer): number;

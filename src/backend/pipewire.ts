@@ -2,7 +2,7 @@
  * PipeWire backend: Endpoint = one pw_stream created by the native addon.
  */
 import { EventEmitter } from 'node:events';
-import { loadNative, type CoreHandle, type NativeBinding, type StreamHandle } from '../native';
+import { loadNative, type CoreHandle, type NativeBinding, type NativeClient, type StreamHandle } from '../native';
 import { errnoError, makeError } from '../errors';
 import { frameBytes } from '../format';
 import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
@@ -42,6 +42,11 @@ export class PipeWireBackend extends EventEmitter implements Backend {
     return ep;
   }
 
+  /** All clients (connections) currently on the server, with their app name and pid. */
+  serverClients(): { id: number; appName: string | null; pid: number | null }[] {
+    return this.core ? this.native.coreClients(this.core).map((c) => ({ id: c.id, appName: c.appName, pid: c.pid > 0 ? c.pid : null })) : [];
+  }
+
   /** All nodes currently on the server (a mirror of the registry). */
   nodes(): { id: number; name: string | null; mediaClass: string | null }[] {
     return this.core ? this.native.coreNodes(this.core) : [];
@@ -72,19 +77,29 @@ export class PipeWireBackend extends EventEmitter implements Backend {
   }
 }
 
-/** The backend for every endpoint: resolves peers through the shared core. */
+/**
+ * The backend for every endpoint: resolves peers through the shared core.
+ * A peer node's app name and pid come from the node itself when it has
+ * them, otherwise from its owner, the Client global named by client.id
+ * (PulseAudio-protocol clients: paplay's node has no pid, its client has).
+ */
 function backendPeers(native: NativeBinding, core: CoreHandle, nodeId: number): ClientInfo[] {
   if (nodeId < 0) return [];
   const seen = new Map<number, ClientInfo>();
+  let owners: Map<number, NativeClient> | null = null;
   for (const p of native.corePeers(core, nodeId)) {
     if (seen.has(p.nodeId)) continue;
-    seen.set(p.nodeId, {
-      nodeId: p.nodeId,
-      name: p.name ?? null,
-      appName: p.appName ?? null,
-      mediaName: p.mediaName ?? null,
-      pid: p.pid !== undefined && p.pid > 0 ? p.pid : null,
-    });
+    let pid = p.pid !== undefined && p.pid > 0 ? p.pid : null;
+    let appName = p.appName ?? null;
+    if ((pid === null || appName === null) && p.clientId !== undefined && p.clientId >= 0) {
+      owners ??= new Map(native.coreClients(core).map((c) => [c.id, c]));
+      const owner = owners.get(p.clientId);
+      if (owner) {
+        if (pid === null && owner.pid > 0) pid = owner.pid;
+        appName ??= owner.appName;
+      }
+    }
+    seen.set(p.nodeId, { nodeId: p.nodeId, name: p.name ?? null, appName, mediaName: p.mediaName ?? null, pid });
   }
   return [...seen.values()];
 }

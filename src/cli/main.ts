@@ -315,8 +315,8 @@ async function cmdStatus(argv: string[]): Promise<number> {
       l.state,
       l.mode ?? '-',
       l.format ? describeFormat(l.format) : '-',
-      l.server ? `${l.server.app ?? '?'}${l.server.pid ? `[${l.server.pid}]` : ''}` : '-',
-      l.clients.length ? l.clients.map((c) => `${c.appName ?? c.name ?? '?'}${c.pid ? `[${c.pid}]` : ''}`).join(',') : '-',
+      l.server ? who(l.server.app, l.server.pid) : '-',
+      l.clients.length ? l.clients.map((c) => who(c.appName ?? c.name, c.pid)).join(', ') : '-',
       String(l.bytes),
       String(l.xruns),
     ]);
@@ -325,6 +325,11 @@ async function cmdStatus(argv: string[]): Promise<number> {
   process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
   for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
   return EXIT.OK;
+}
+
+/** `paplay (pid 1234)`, `paplay`, or `?` */
+function who(app: string | null | undefined, pid: number | null | undefined): string {
+  return `${app ?? '?'}${pid ? ` (pid ${pid})` : ''}`;
 }
 
 function help(topic: string): number {
