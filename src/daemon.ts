@@ -92,7 +92,9 @@ export class Daemon extends EventEmitter {
       });
     }
     const l = loop;
-    this.sockets.set(i, await this.listen(loopSocketPath(this.opts.socketDir, i), (sock) => this.onLoopConnection(l, sock)));
+    // half-open: a writing server's EOF means "done", and the daemon keeps
+    // its end open until the ring is played out, so the server's close() can wait for that
+    this.sockets.set(i, await this.listen(loopSocketPath(this.opts.socketDir, i), (sock) => this.onLoopConnection(l, sock), true));
   }
 
   /** Stops listening for instance i; an active loop runs on until its server closes. */
@@ -179,10 +181,10 @@ export class Daemon extends EventEmitter {
     return this.backend;
   }
 
-  private async listen(path: string, onConn: (s: net.Socket) => void): Promise<net.Server> {
+  private async listen(path: string, onConn: (s: net.Socket) => void, allowHalfOpen = false): Promise<net.Server> {
     await removeStaleSocket(path);
     return new Promise((resolve, reject) => {
-      const srv = net.createServer({ pauseOnConnect: true }, (sock) => {
+      const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen }, (sock) => {
         this.conns.add(sock);
         sock.on('close', () => this.conns.delete(sock));
         onConn(sock);
