@@ -40,7 +40,15 @@ commands:
   status [--json]    show every loop: state, format, server, clients, bytes, xruns
   top                live view of every loop with level meters
 
-Run "audioloop <command> --help" for the options of a command.`,
+Run "audioloop <command> --help" for the options of a command.
+
+exit status:
+  0  success (record: also when the client went away, ECONNRESET)
+  1  other error
+  2  wrong usage, or a bad config file
+  3  no daemon answers (start one with "audioloop daemon")
+  4  the loop refused the open: EBUSY (another server has it), EINVAL, ENODEV
+  5  play: the client went away before the whole file was played (ECONNRESET)`,
   daemon: `usage: audioloop daemon [options]
 
   -c, --config FILE       config file (default: ${DEFAULT_CONF} if present)
