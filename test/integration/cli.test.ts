@@ -265,6 +265,55 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
     });
   });
 
+  describe('README', function () {
+    /** The body of the first ```LANG block after the heading. */
+    function readmeBlock(heading: string, lang: string): string {
+      const text = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+      const at = text.indexOf(`\n## ${heading}\n`);
+      assert.ok(at >= 0, `README has a "## ${heading}" section`);
+      const m = new RegExp('```' + lang + '\\n([\\s\\S]*?)\\n```').exec(text.slice(at));
+      assert.ok(m, `a ${lang} block in "${heading}"`);
+      return m[1]!;
+    }
+
+    it('the Python recorder in "Server protocol" records what paplay plays into a valid WAV', async function () {
+      await startDaemon();
+      const script = path.join(tmp, 'record.py');
+      fs.writeFileSync(script, readmeBlock('Server protocol', 'python'));
+      const frames = 48000;
+      const input = path.join(tmp, 'in.wav');
+      writeCounterWav(input, S16, frames);
+      const out = path.join(tmp, 'py.wav');
+      const py = spawnTracked('python3', [script, '0', out, sock]);
+      await waitForMessage(py, 'waiting for a client', 'record.py');
+      const st = await fetchStatus(sock);
+      assert.equal(st.loops[0]!.server?.app, 'record.py');
+      assert.equal(st.loops[0]!.server?.pid, py.pid);
+      const play = spawnTracked('paplay', ['-d', 'audioloop0', input]);
+      assert.equal((await finished(play, 30000, 'paplay')).code, 0);
+      const r = await finished(py, 20000, 'record.py');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes(`client paplay (pid ${play.pid}) started`), r.stderr);
+      assert.match(r.stderr, /the client went away \(ECONNRESET\)/);
+      const data = await checkWavFile(out, S16);
+      const c = checkCounter(data, S16.format, S16.channels);
+      assert.equal(c.first, 0, JSON.stringify(c));
+      assert.equal(c.frames, frames, JSON.stringify(c));
+      assert.equal(c.bad, 0, JSON.stringify(c));
+    });
+
+    it('the Python recorder reports a refusal (EBUSY) and exits non-zero', async function () {
+      await startDaemon();
+      const script = path.join(tmp, 'record.py');
+      fs.writeFileSync(script, readmeBlock('Server protocol', 'python'));
+      const first = cliBackground(['record', '0', path.join(tmp, 'a.wav'), '-s', sock]);
+      await waitForMessage(first, 'waiting for a client', 'audioloop record');
+      const r = await run('python3', [script, '0', path.join(tmp, 'py.wav'), sock]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /refused: EBUSY 16 /);
+    });
+  });
+
   describe('status', function () {
     it('status --json and status show the loop, its format, direction, server, client app and pid, bytes and xruns (paplay)', async function () {
       await startDaemon();
