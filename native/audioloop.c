@@ -202,8 +202,6 @@ struct al_client_info {
 	struct spa_hook client_listener;
 };
 
-struct al_core;
-
 struct al_stream {
 	struct spa_list link;            /* in core->streams, [js] only */
 	struct al_core *core;
