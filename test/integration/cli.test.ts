@@ -118,9 +118,15 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  /** Starts `audioloop daemon` with its own socket dir; resolves once it answers STATUS. */
-  async function startDaemon(extra: string[] = ['-n', '2']): Promise<Tracked> {
-    const d = cliBackground(['daemon', '-s', sock, '--sound-server', 'system', ...extra]);
+  /**
+   * Starts `audioloop daemon` with its own socket dir and config (two loops;
+   * a 1 s ring, so that a busy machine does not turn into xruns and failed
+   * sample comparisons); resolves once it answers STATUS.
+   */
+  async function startDaemon(): Promise<Tracked> {
+    const conf = path.join(tmp, 'audioloop.conf');
+    fs.writeFileSync(conf, 'audioloop_instances = 2\nbuffer_ms = 1000\n');
+    const d = cliBackground(['daemon', '-c', conf, '-s', sock, '--sound-server', 'system']);
     await waitFor(
       async () => {
         if (d.child.exitCode !== null) throw new Error(`the daemon exited (${d.child.exitCode}): ${d.stderr()}`);
@@ -326,7 +332,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       const rec = cliBackground(['record', '0', out, '-s', sock]);
 
       const idle = await statusUntil(sock, (st) => st.loops[0]?.state === 'waiting', 'the loop to wait');
-      assert.equal(idle.loops.length, 2, '-n 2: two loops');
+      assert.equal(idle.loops.length, 2, 'audioloop_instances = 2: two loops');
       assert.equal(idle.loops[1]!.state, 'idle');
       assert.equal(idle.loops[1]!.server, null);
       assert.equal(idle.loops[0]!.server?.pid, rec.pid);
