@@ -30,3 +30,8 @@ export async function fetchStatus(socketDir: string, timeoutMs = 5000): Promise<
     sock.on('error', reject);
   });
 }
+
+/** `paplay (pid 1234)`, `paplay`, or `?`: how status and top name a process */
+export function who(app: string | null | undefined, pid: number | null | undefined): string {
+  return `${app ?? '?'}${pid ? ` (pid ${pid})` : ''}`;
+}

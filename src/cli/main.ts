@@ -13,7 +13,7 @@ import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
 import { openServer } from '../client';
-import { fetchStatus } from '../control';
+import { fetchStatus, who } from '../control';
 import { cmdTop, TOP_HELP } from './top';
 import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } from '../format';
 import { openWavStream, WavFileWriter } from '../wav';
@@ -335,10 +335,6 @@ async function cmdStatus(argv: string[]): Promise<number> {
   return EXIT.OK;
 }
 
-/** `paplay (pid 1234)`, `paplay`, or `?` */
-function who(app: string | null | undefined, pid: number | null | undefined): string {
-  return `${app ?? '?'}${pid ? ` (pid ${pid})` : ''}`;
-}
 
 function help(topic: string): number {
   process.stdout.write(HELP[topic] + '\n');

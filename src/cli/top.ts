@@ -5,7 +5,7 @@
  * with --once) it prints frames one after another.
  */
 import { parseArgs } from 'node:util';
-import { fetchStatus } from '../control';
+import { fetchStatus, who } from '../control';
 import type { DaemonStatus } from '../daemon';
 import { describeFormat } from '../format';
 import { defaultSocketDir } from '../protocol';
@@ -59,8 +59,8 @@ export function renderTop(st: DaemonStatus, o: RenderOptions): string {
   const head = ['LOOP', 'STATE', 'MODE', 'FORMAT', 'SERVER', 'CLIENT', 'LEVEL dBFS', 'XRUNS', 'FILL'];
   const rows: string[][] = [];
   for (const l of st.loops) {
-    const client = l.clients.length ? l.clients.map((k) => `${k.appName ?? k.name ?? '?'}${k.pid ? `[${k.pid}]` : ''}`).join(',') : '-';
-    const server = l.server ? `${l.server.app ?? '?'}${l.server.pid ? `[${l.server.pid}]` : ''}` : '-';
+    const client = l.clients.length ? l.clients.map((k) => who(k.appName ?? k.name, k.pid)).join(', ') : '-';
+    const server = l.server ? who(l.server.app, l.server.pid) : '-';
     const levels = l.levels ?? null;
     const peak = levels && levels.length ? Math.max(...levels) : SILENCE_DB;
     rows.push([

@@ -59,7 +59,8 @@ describe('level meters and audioloop top (real daemon, real PipeWire)', function
     const row = top.stdout.split('\n').find((l) => l.startsWith('audioloop0'));
     assert.ok(row, top.stdout);
     assert.match(row, /running/);
-    assert.match(row, /meter-test\[\d+\]/, 'the server app and pid');
+    assert.match(row, /meter-test \(pid \d+\)/, 'the server app and pid');
+    assert.match(row, new RegExp(`paplay \\(pid ${play.pid}\\)`), 'the client app and its pid');
     assert.match(row, /paplay/, 'the client app');
     const m = /\[(#*)(-*)\] (-?\d+\.\d)\/(-?\d+\.\d)/.exec(row);
     assert.ok(m, `a meter and two levels in: ${row}`);
