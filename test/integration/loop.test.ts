@@ -212,10 +212,15 @@ describe('loop semantics (issue 3): real daemon, real PipeWire, real clients', f
       const fmt: PcmFormat = { format: 's16le', rate: 48000, channels: 2 };
       const file = writeFile('c.raw', counterPcm('s16le', 2, 48000 * 10));
       const play = spawnTracked('paplay', [...rawArgs(fmt), '-d', NODE, file]);
-      const input = await waitFor(async () => (await pactlShort('sink-inputs'))[0], 5000, 'the paplay stream');
-      const sinks = await pactlShort('sinks');
-      const target = sinks.find((r) => r[0] === input[1]);
-      assert.ok(target, `the stream is on an existing sink: ${JSON.stringify(input)} ${JSON.stringify(sinks)}`);
+      // the session manager links it to some sink (a moment after it appears)
+      const target = await waitFor(
+        async () => {
+          const input = (await pactlShort('sink-inputs'))[0];
+          return input ? (await pactlShort('sinks')).find((r) => r[0] === input[1]) : undefined;
+        },
+        10000,
+        'the paplay stream to be linked to a sink',
+      );
       assert.notEqual(target[1], NODE);
       stopTracked(play.pid);
       await play.done;
