@@ -14,6 +14,7 @@ import { Daemon } from '../../src/daemon';
 import { PipeWireBackend } from '../../src/backend/pipewire';
 import { openServer, type ClientStart, type LoopServer } from '../../src/client';
 import { createLogger } from '../../src/log';
+import { DEFAULT_CONFIG } from '../../src/config';
 import type { AudioloopError } from '../../src/errors';
 import type { LoopStatus } from '../../src/loop';
 import type { DaemonStatus } from '../../src/daemon';
@@ -174,7 +175,7 @@ describe('loop semantics (issue 3): real daemon, real PipeWire, real clients', f
   async function startDaemon(instances = 1, bufferMs = 1000): Promise<Daemon> {
     const log = createLogger('debug', 'audioloop', (l) => logLines.push(l));
     daemon = new Daemon({
-      config: { audioloopInstances: instances, bufferMs, logLevel: 'debug' },
+      config: { ...DEFAULT_CONFIG, audioloopInstances: instances, bufferMs, logLevel: 'debug' },
       socketDir: dir,
       connect: () => new PipeWireBackend({ appName: 'audioloop-test-daemon' }),
       log,
