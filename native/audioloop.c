@@ -1303,7 +1303,7 @@ static napi_value js_core_peers(napi_env env, napi_callback_info info)
 	return arr;
 }
 
-/* coreNodes(core) -> [{ id, name, mediaClass, appName, pid }] */
+/* [js] coreNodes(core) -> [{ id, name, mediaClass, appName, pid, clientId }] */
 static napi_value js_core_nodes(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -1324,6 +1324,7 @@ static napi_value js_core_nodes(napi_env env, napi_callback_info info)
 		set_prop(env, o, "mediaClass", make_str(env, n->media_class));
 		set_prop(env, o, "appName", make_str(env, n->app_name));
 		set_prop(env, o, "pid", make_int(env, n->pid));
+		set_prop(env, o, "clientId", make_int(env, n->client_id == SPA_ID_INVALID ? -1 : (int64_t)n->client_id));
 		napi_set_element(env, arr, idx++, o);
 	}
 	pw_thread_loop_unlock(c->tl);

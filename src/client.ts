@@ -133,6 +133,7 @@ export class LoopServer extends EventEmitter {
   private readonly _readable: ServerReadable | null = null;
   private readonly _writable: ServerWritable | null = null;
   private closed = false;
+  private readOnce = false;
 
   constructor(private readonly sock: net.Socket, ok: OkReply, nonblock: boolean, reader: LineReader) {
     super();
@@ -232,13 +233,17 @@ export class LoopServer extends EventEmitter {
 
   /**
    * OSS-like read: waits for a client first (also when nonblock), then for
-   * `size` bytes (blocking) or whatever is there (nonblock: EAGAIN if none).
+   * `size` bytes (blocking) or whatever is there (nonblock: EAGAIN if none;
+   * the first nonblocking read waits until the client's first data is there).
    * After the client went away, returns what is left, then rejects ECONNRESET.
    */
   async read(size = 4096): Promise<Buffer> {
     const r = this.readable as ServerReadable;
     await this.waitForClient().catch(() => undefined);
     size = Math.max(this.frameBytes, size - (size % this.frameBytes));
+    // the first read waits for the client's first data, like OSS, also when nonblock
+    const first = !this.readOnce;
+    this.readOnce = true;
     for (;;) {
       const have = r.readableLength;
       if (have >= size) return r.read(size) as Buffer;
@@ -247,7 +252,7 @@ export class LoopServer extends EventEmitter {
         throw r.pendingError;
       }
       if (this.error) throw this.error;
-      if (this.nonblock) {
+      if (this.nonblock && (have > 0 || !first)) {
         if (have > 0) return r.read(have) as Buffer;
         throw makeError('EAGAIN', 'read');
       }

@@ -53,6 +53,9 @@ export interface LoopStatus {
   /** bytes buffered in the ring now, and its size */
   fill: number;
   size: number;
+  /** bytes the daemon holds outside the ring: write mode, received from the
+   *  server and not yet in the ring; read mode, queued on the server socket */
+  queued: number;
   nodeId: number;
 }
 
@@ -367,6 +370,7 @@ export class Loop extends EventEmitter {
       levels: s ? s.meter.levelsDb() : null,
       fill: st?.fill ?? 0,
       size: st?.size ?? 0,
+      queued: s ? (s.req.mode === 'write' ? s.pending.length : s.socket.writableLength) : 0,
       nodeId: st?.nodeId ?? -1,
     };
   }

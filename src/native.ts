@@ -62,6 +62,8 @@ export interface NativeNode {
   mediaClass: string | null;
   appName: string | null;
   pid: number;
+  /** the PipeWire client that owns the node (-1 when unknown) */
+  clientId: number;
 }
 
 /**

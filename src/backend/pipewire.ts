@@ -181,17 +181,36 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   }
 
   /**
-   * Ends every client stream linked to our node by destroying the client's
-   * node, so that the session manager cannot move it to another device
-   * when ours disappears. Resolves once they are gone (or after 2 s).
+   * Ends every client stream linked to our node, so that the session
+   * manager cannot move it to another device when ours disappears.
+   * Resolves once they are gone (or after 2 s).
+   *
+   * A client whose only nodes are streams on ours is disconnected as a
+   * whole: with PipeWire 0.3.65 a native pw_stream whose node is destroyed
+   * by someone else is not told (pw-play/pw-record keep running, their
+   * stream dead), while a destroyed connection ends it (EPIPE; pw-cat exits
+   * 1, a PulseAudio client sees "Connection terminated"). A client that
+   * also owns other nodes keeps its connection and only loses the streams
+   * on our node (pipewire-pulse ends such a stream for its client).
    */
   async disconnectClients(): Promise<void> {
-    const peers = this.clients();
+    if (this.nodeId < 0) return;
+    const peers = this.native.corePeers(this.core, this.nodeId);
     if (peers.length === 0) return;
-    for (const p of peers) this.native.coreDestroyGlobal(this.core, p.nodeId);
+    const peerIds = new Set(peers.map((p) => p.nodeId));
+    const nodes = this.native.coreNodes(this.core);
+    const clientOf = new Map(nodes.map((n) => [n.id, n.clientId]));
+    const doomed = new Set<number>();
+    for (const id of peerIds) {
+      const client = clientOf.get(id) ?? -1;
+      const owned = client >= 0 ? nodes.filter((n) => n.clientId === client) : [];
+      const onlyOurs = owned.length > 0 && owned.every((n) => peerIds.has(n.id)) && !owned.some((n) => n.id === this.nodeId);
+      doomed.add(onlyOurs ? client : id);
+    }
+    for (const id of doomed) this.native.coreDestroyGlobal(this.core, id);
     const deadline = Date.now() + 2000;
     while (Date.now() < deadline) {
-      const left = this.native.coreNodes(this.core).filter((n) => peers.some((p) => p.nodeId === n.id));
+      const left = this.native.coreNodes(this.core).filter((n) => peerIds.has(n.id));
       if (left.length === 0) return;
       await new Promise((r) => setTimeout(r, 20));
     }
