@@ -30,6 +30,19 @@ import { PeakMeter } from './dsp/level';
 
 export type LoopState = 'idle' | 'waiting' | 'running' | 'draining' | 'closing';
 
+/** Every legal state change (the diagram above); setState() refuses anything else. */
+export const LOOP_TRANSITIONS: Readonly<Record<LoopState, readonly LoopState[]>> = {
+  idle: ['waiting'],
+  waiting: ['running', 'closing'],
+  running: ['draining', 'closing'],
+  draining: ['closing'],
+  closing: ['idle'],
+};
+
+export function isLegalTransition(from: LoopState, to: LoopState): boolean {
+  return LOOP_TRANSITIONS[from].includes(to);
+}
+
 export interface LoopOptions {
   /** ring length per loop in milliseconds */
   bufferMs: number;
@@ -107,10 +120,19 @@ export class Loop extends EventEmitter {
     return this._state;
   }
 
-  /** The single place the state changes; logs `from -> to` and emits 'state'. */
+  /**
+   * The single place the state changes; logs `from -> to` and emits 'state'.
+   * An illegal change (not in LOOP_TRANSITIONS) is a bug: it is logged and
+   * thrown, and the state stays as it was.
+   */
   private setState(next: LoopState, why: string): void {
     const prev = this._state;
     if (prev === next) return;
+    if (!isLegalTransition(prev, next)) {
+      const msg = `illegal state change ${prev} -> ${next} (${why})`;
+      this.log.error(msg);
+      throw new Error(`${this.node}: ${msg}`);
+    }
     this._state = next;
     this.log.info(`${prev} -> ${next} (${why})`);
     this.emit('state', next, prev);
@@ -163,11 +185,20 @@ export class Loop extends EventEmitter {
       socket.on('data', () => undefined);
       socket.resume();
     } else {
-      socket.pause(); // the first write waits until a client starts
+      // The first write waits until a client starts: while waiting, take at
+      // most one ring's worth and then stop reading. Reading that much keeps
+      // EOF visible, so a server that goes away before any client started
+      // does not leave the node (and the EBUSY) behind.
       socket.on('data', (chunk: Buffer) => {
         s.pending = s.pending.length ? Buffer.concat([s.pending, chunk]) : chunk;
-        this.feed(s);
+        if (this._state === 'waiting') {
+          if (s.pending.length >= ringBytes) socket.pause();
+        } else {
+          this.feed(s);
+        }
       });
+      if (s.pending.length >= ringBytes) socket.pause();
+      else socket.resume();
     }
     if (ep) this.bindEndpoint(s, ep);
   }
