@@ -58,8 +58,16 @@ export async function openServer(instance: number, opts: OpenServerOptions): Pro
   const reader = new LineReader(4096);
   const reply = await new Promise<OkReply>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
-      reader.feed(chunk);
-      const line = reader.take();
+      let line: string | null;
+      try {
+        reader.feed(chunk);
+        line = reader.take();
+      } catch (e) {
+        done();
+        sock.destroy();
+        reject(makeError('EPROTO', 'open', `bad reply from the daemon: ${(e as Error).message}`));
+        return;
+      }
       if (line === null) return;
       done();
       const err = parseErr(line);

@@ -13,7 +13,7 @@
  *
  * Control socket (`control` beside the loop sockets): `STATUS\n` -> one JSON line.
  */
-import { isSampleFormat, validateFormat, SAMPLE_FORMATS, type PcmFormat } from './format';
+import { FORMAT_INFO, isSampleFormat, validateFormat, SAMPLE_FORMATS, type PcmFormat } from './format';
 
 export const PROTOCOL_VERSION = 1;
 /** the longest handshake line accepted, in bytes (including the newline) */
@@ -39,17 +39,63 @@ export interface OkReply extends PcmFormat {
 export class ProtocolError extends Error {
   constructor(readonly code: string, message: string) {
     super(message);
+    this.name = 'ProtocolError';
   }
+}
+
+/** the line the daemon sends a writing server when the client went away (ECONNRESET) */
+export const RESET_LINE = 'RESET';
+
+export function formatReset(): string {
+  return RESET_LINE + '\n';
+}
+
+// strict, and a byte-order mark stays in the text (so "\uFEFFOPEN" is not OPEN)
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+// C0 controls and DEL; tabs are not field separators either
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** Shows untrusted text in a message: at most `max` chars, controls as \xNN. */
+function shown(text: string, max = 40): string {
+    return text.slice(0, max).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * One protocol line from bytes (without the \n; a trailing \r is dropped):
+ * strict UTF-8, no NUL or other control characters. Throws ProtocolError EPROTO.
+ */
+export function decodeLine(bytes: Uint8Array): string {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new ProtocolError('EPROTO', 'the line is not valid UTF-8');
+  }
+  if (text.endsWith('\r')) text = text.slice(0, -1);
+  checkText(text);
+  return text;
+}
+
+function checkText(line: string): void {
+  if (line.includes('\0')) throw new ProtocolError('EPROTO', 'NUL byte in the line');
+  const m = CONTROL.exec(line);
+  if (m) throw new ProtocolError('EPROTO', `control character 0x${m[0].charCodeAt(0).toString(16).padStart(2, '0')} in the line`);
 }
 
 function parseFields(words: string[]): Map<string, string> {
   const fields = new Map<string, string>();
   for (const w of words) {
     const eq = w.indexOf('=');
-    if (eq <= 0) throw new ProtocolError('EPROTO', `malformed field "${w.slice(0, 40)}" (expected key=value)`);
+    if (eq <= 0) throw new ProtocolError('EPROTO', `malformed field "${shown(w)}" (expected key=value)`);
     const key = w.slice(0, eq);
-    if (fields.has(key)) throw new ProtocolError('EPROTO', `duplicate field "${key.slice(0, 40)}"`);
-    fields.set(key, decodeURIComponent(w.slice(eq + 1)));
+    if (fields.has(key)) throw new ProtocolError('EPROTO', `duplicate field "${shown(key)}"`);
+    let value: string;
+    try {
+      value = decodeURIComponent(w.slice(eq + 1));
+    } catch {
+      throw new ProtocolError('EPROTO', `bad %-escape in field "${shown(key)}"`);
+    }
+    fields.set(key, value);
   }
   return fields;
 }
@@ -61,18 +107,18 @@ function intField(v: string | undefined): number | undefined {
   return /^[0-9]{1,9}$/.test(v) ? Number(v) : NaN;
 }
 
-/** Parses an OPEN line (without the newline); throws ProtocolError. */
+/**
+ * Parses an OPEN line (without the newline); throws ProtocolError:
+ * E2BIG longer than MAX_LINE, EPROTO not an OPEN line / control characters /
+ * malformed, unknown or duplicate fields, EINVAL a field with a bad value.
+ */
 export function parseOpen(line: string): OpenRequest {
+  if (Buffer.byteLength(line) >= MAX_LINE) throw new ProtocolError('E2BIG', `handshake line longer than ${MAX_LINE} bytes`);
+  checkText(line);
   const words = line.split(' ').filter((w) => w.length > 0);
-  if (words[0] !== 'OPEN') throw new ProtocolError('EPROTO', `expected "OPEN ...", got "${line.slice(0, 40)}"`);
-  let fields: Map<string, string>;
-  try {
-    fields = parseFields(words.slice(1));
-  } catch (e) {
-    if (e instanceof URIError) throw new ProtocolError('EPROTO', 'bad %-escape in a field');
-    throw e;
-  }
-  for (const k of fields.keys()) if (!OPEN_KEYS.has(k)) throw new ProtocolError('EPROTO', `unknown field "${k.slice(0, 40)}"`);
+  if (words[0] !== 'OPEN') throw new ProtocolError('EPROTO', `expected "OPEN ...", got "${shown(line)}"`);
+  const fields = parseFields(words.slice(1));
+  for (const k of fields.keys()) if (!OPEN_KEYS.has(k)) throw new ProtocolError('EPROTO', `unknown field "${shown(k)}" (known: ${[...OPEN_KEYS].join(', ')})`);
   const mode = fields.get('mode');
   if (mode === 'readwrite' || mode === 'rw' || mode === 'read+write')
     throw new ProtocolError('EINVAL', 'read+write is not permitted: open the server end read-only or write-only (mode=read|write)');
@@ -87,9 +133,15 @@ export function parseOpen(line: string): OpenRequest {
   if (nb !== '0' && nb !== '1') throw new ProtocolError('EINVAL', 'nonblock must be 0 or 1');
   const req: OpenRequest = { mode, format, rate, channels, nonblock: nb === '1' };
   const app = fields.get('app');
-  if (app !== undefined) req.app = app.slice(0, 64);
+  if (app !== undefined) {
+    if (CONTROL.test(app)) throw new ProtocolError('EINVAL', 'app must not contain control characters');
+    req.app = [...app].slice(0, 64).join('');
+  }
   const pid = intField(fields.get('pid'));
-  if (pid !== undefined && Number.isFinite(pid)) req.pid = pid;
+  if (pid !== undefined) {
+    if (!Number.isInteger(pid) || pid < 1) throw new ProtocolError('EINVAL', 'pid must be a positive integer');
+    req.pid = pid;
+  }
   return req;
 }
 
@@ -110,16 +162,13 @@ export function parseOk(line: string): OkReply {
   const f = parseFields(words.slice(1));
   const format = f.get('format');
   const mode = f.get('mode');
-  if (!isSampleFormat(format) || (mode !== 'read' && mode !== 'write')) throw new ProtocolError('EPROTO', `bad OK line "${line.slice(0, 60)}"`);
-  return {
-    instance: Number(f.get('instance')),
-    node: f.get('node') ?? '',
-    mode,
-    format,
-    rate: Number(f.get('rate')),
-    channels: Number(f.get('channels')),
-    frame: Number(f.get('frame')),
-  };
+  const [instance, rate, channels, frame] = ['instance', 'rate', 'channels', 'frame'].map((k) => intField(f.get(k)));
+  const node = f.get('node');
+  const bad = (): ProtocolError => new ProtocolError('EPROTO', `bad OK line "${shown(line, 60)}"`);
+  if (!isSampleFormat(format) || (mode !== 'read' && mode !== 'write') || !node) throw bad();
+  if (instance === undefined || !Number.isInteger(instance) || rate === undefined || channels === undefined) throw bad();
+  if (validateFormat({ format, rate, channels }) || frame !== FORMAT_INFO[format].bytes * channels) throw bad();
+  return { instance, node, mode, format, rate, channels, frame };
 }
 
 export function formatErr(code: string, errno: number, message: string): string {
@@ -145,8 +194,8 @@ export function parseStart(line: string): { app?: string; pid?: number } {
   const out: { app?: string; pid?: number } = {};
   const app = f.get('app');
   if (app) out.app = app;
-  const pid = f.get('pid');
-  if (pid) out.pid = Number(pid);
+  const pid = intField(f.get('pid'));
+  if (pid !== undefined && Number.isInteger(pid) && pid > 0) out.pid = pid;
   return out;
 }
 
@@ -166,13 +215,16 @@ export class LineReader {
       throw new ProtocolError('E2BIG', `handshake line longer than ${this.max} bytes`);
   }
 
-  /** the next complete line (without \n, \r stripped), or null */
+  /**
+   * the next complete line (without \n, \r stripped), or null; throws
+   * ProtocolError EPROTO for bytes that are not UTF-8 text (see decodeLine)
+   */
   take(): string | null {
     const nl = this.buf.indexOf(0x0a);
     if (nl < 0) return null;
-    const line = this.buf.subarray(0, nl).toString('utf8').replace(/\r$/, '');
+    const bytes = this.buf.subarray(0, nl);
     this.buf = this.buf.subarray(nl + 1);
-    return line;
+    return decodeLine(bytes);
   }
 
   /** bytes after the lines taken so far */
