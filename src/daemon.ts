@@ -204,10 +204,14 @@ export class Daemon extends EventEmitter {
     const reader = new LineReader();
     const refuse = (code: string, message: string): void => {
       this.log.info(`${loop.node}: refused ${code}: ${message}`);
-      sock.end(formatErr(code, errnoOf(code), message));
-      sock.destroySoon();
+      lingeringEnd(sock, formatErr(code, errnoOf(code), message));
     };
-    const timer = setTimeout(() => refuse('ETIMEDOUT', `no OPEN line within ${this.opts.handshakeTimeoutMs ?? 5000} ms`), this.opts.handshakeTimeoutMs ?? 5000);
+    const timeoutMs = this.opts.handshakeTimeoutMs ?? 5000;
+    const timer = setTimeout(() => {
+      // stop reading first: the rest of a late line must not open the loop
+      cleanup();
+      refuse('ETIMEDOUT', `no OPEN line within ${timeoutMs} ms`);
+    }, timeoutMs);
     const onData = (chunk: Buffer): void => {
       let line: string | null;
       try {
@@ -247,20 +251,23 @@ export class Daemon extends EventEmitter {
   private onControlConnection(sock: net.Socket): void {
     const reader = new LineReader();
     sock.on('error', () => undefined);
-    sock.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       try {
         reader.feed(chunk);
+        for (let line = reader.take(); line !== null; line = reader.take()) {
+          const cmd = line.trim().toUpperCase();
+          if (cmd === 'STATUS') sock.write(JSON.stringify(this.status()) + '\n');
+          else if (cmd === 'PING') sock.write('PONG\n');
+          else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING)`));
+        }
       } catch (e) {
-        sock.end(formatErr('E2BIG', errnoOf('E2BIG'), (e as Error).message));
-        return;
+        // an oversize line (E2BIG) or bytes that are not text (EPROTO): answer once and hang up
+        sock.off('data', onData);
+        const code = e instanceof ProtocolError ? e.code : 'EIO';
+        lingeringEnd(sock, formatErr(code, errnoOf(code), (e as Error).message));
       }
-      for (let line = reader.take(); line !== null; line = reader.take()) {
-        const cmd = line.trim().toUpperCase();
-        if (cmd === 'STATUS') sock.write(JSON.stringify(this.status()) + '\n');
-        else if (cmd === 'PING') sock.write('PONG\n');
-        else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING)`));
-      }
-    });
+    };
+    sock.on('data', onData);
     sock.resume();
   }
 
@@ -291,6 +298,24 @@ export class Daemon extends EventEmitter {
     fs.rmSync(controlSocketPath(this.opts.socketDir), { force: true });
     this.log.info('stopped');
   }
+}
+
+/** how long a refused connection may keep sending before it is cut off */
+const LINGER_MS = 2000;
+
+/**
+ * Sends a last line and half-closes, then keeps reading (and dropping) what
+ * the peer still sends until it closes too, or LINGER_MS passes. Closing
+ * with unread input would reset the connection, and a peer still writing
+ * (e.g. a 1 MB line) would then see EPIPE/ECONNRESET instead of the line.
+ */
+function lingeringEnd(sock: net.Socket, last: string): void {
+  sock.removeAllListeners('data');
+  sock.on('data', () => undefined);
+  sock.end(last);
+  sock.resume();
+  const t = setTimeout(() => sock.destroy(), LINGER_MS);
+  sock.once('close', () => clearTimeout(t));
 }
 
 /** Creates the socket directory 0700, or checks an existing one is ours and private. */
