@@ -227,6 +227,7 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   private quantum = 0;
   private primed = false;
   private wantSpace = false;
+  private wakePending = false;
   private queue: (() => void)[] = [];
   private flushScheduled = false;
 
@@ -356,7 +357,7 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
       }
       this.frames += data.length / this.frame;
       this.quantum = data.length / this.frame;
-      if (ring.fill >= this.wake || dropped) this.post(() => this.emit('readable'));
+      if (ring.fill >= this.wake || dropped) this.wakeUp('readable');
     } else {
       const out = Buffer.alloc(n, FORMAT_INFO[this.options.format].silence);
       const done = ring.read(out, n);
@@ -370,7 +371,7 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
       this.quantum = quantum;
       if (this.wantSpace && ring.free >= this.wake) {
         this.wantSpace = false;
-        this.post(() => this.emit('writable'));
+        this.wakeUp('writable');
       }
     }
   }
@@ -419,6 +420,16 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   private clientsChanged(): void {
     const list = this.clients();
     this.post(() => this.emit('clients', list));
+  }
+
+  /** a data wake-up: one per batch however many cycles ran (a flag, like the native one) */
+  private wakeUp(event: 'readable' | 'writable'): void {
+    if (this.wakePending) return;
+    this.wakePending = true;
+    this.post(() => {
+      this.wakePending = false;
+      this.emit(event);
+    });
   }
 
   /** queues an event for the next batch (in order), like the native uv_async */
