@@ -8,6 +8,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MemoryBackend, type MemoryClient, type MemoryEndpoint } from '../../src/backend/memory';
+import { openServer } from '../../src/client';
+import { DEFAULT_CONFIG } from '../../src/config';
+import { Daemon } from '../../src/daemon';
 import { isLegalTransition, Loop, LOOP_TRANSITIONS, type LoopState } from '../../src/loop';
 import { createLogger } from '../../src/log';
 import { parseOpen, ProtocolError, type OpenRequest } from '../../src/protocol';
@@ -239,14 +242,13 @@ describe('Loop state machine (memory backend)', function () {
       assert.equal(h.backend.endpoints().length, 0);
     });
 
-    it('the sound server goes away while running: closing -> idle and EOF (ECONNRESET) for the server', async function () {
+    it('the server closes while waiting: waiting -> closing -> idle, the node goes', async function () {
       const h = harness();
       const { prog, ep } = await open(h, 'OPEN mode=read');
-      await startClient(h, ep);
-      h.backend.lose();
-      await waitFor(() => h.loop.state === 'idle' && prog.ended, 3000, 'idle and EOF');
-      assert.deepEqual(h.changes.slice(2), ['running -> closing', 'closing -> idle']);
-      assert.equal(prog.lines().length, 2, 'OK, START and nothing else (no RESET in read mode)');
+      prog.sock.end();
+      await waitFor(() => h.loop.state === 'idle', 3000, 'idle');
+      assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> closing', 'closing -> idle']);
+      assert.ok(ep.destroyed);
     });
   });
 
@@ -364,12 +366,22 @@ describe('Loop state machine (memory backend)', function () {
       await waitFor(() => h.loop.state === 'idle', 3000, 'idle again');
     });
 
-    it('the sound server goes away while waiting: RESET for a writing server, closing -> idle', async function () {
+    it('the sound server goes away while running: RESET for the writing server, running -> closing -> idle', async function () {
+      const h = harness();
+      const { prog, ep } = await open(h, 'OPEN mode=write');
+      await startClient(h, ep);
+      h.backend.lose();
+      await waitFor(() => h.loop.state === 'idle' && prog.closed, 3000, 'idle and closed');
+      assert.deepEqual(prog.lines().slice(1), ['START app=paplay pid=4242', 'RESET']);
+      assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> running', 'running -> closing', 'closing -> idle']);
+    });
+
+    it('shutdown while waiting: RESET for a writing server, waiting -> closing -> idle', async function () {
       const h = harness();
       const { prog } = await open(h, 'OPEN mode=write');
-      h.backend.lose();
-      await waitFor(() => h.loop.state === 'idle' && prog.ended, 3000, 'idle and EOF');
-      assert.equal(prog.lines()[1], 'RESET');
+      await h.loop.shutdown();
+      await waitFor(() => prog.closed, 3000, 'closed');
+      assert.deepEqual(prog.lines().slice(1), ['RESET']);
       assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> closing', 'closing -> idle']);
     });
   });
@@ -394,9 +406,9 @@ describe('Loop state machine (memory backend)', function () {
       await h.loop.shutdown();
     });
 
-    it('no sound server: ENODEV, the loop stays idle; a bad format from the backend: EINVAL', async function () {
+    it('a closed backend: ENODEV, the loop stays idle; a bad format from the backend: EINVAL', async function () {
       const h = harness();
-      h.backend.lose();
+      h.backend.close();
       const a = await pair();
       assert.throws(() => h.loop.attach(a.daemonSide, req('OPEN mode=read'), Buffer.alloc(0)), { code: 'ENODEV' });
       assert.equal(h.loop.state, 'idle');
@@ -490,6 +502,90 @@ describe('Loop state machine (memory backend)', function () {
       assert.equal(second.prog.lines()[0], 'OK instance=0 node=audioloop0 mode=write format=u8 rate=8000 channels=1 frame=1');
       await h.loop.shutdown();
       assert.deepEqual(h.changes.filter((c) => c === 'closing -> idle').length, 2);
+    });
+  });
+
+  describe('through the daemon and the client library (memory backend)', function () {
+    let backend: MemoryBackend;
+    let daemon: Daemon;
+    let dir: string;
+    beforeEach(async function () {
+      backend = new MemoryBackend({ quantum: 256 });
+      dir = fs.mkdtempSync(path.join(tmp, 'd-'));
+      daemon = new Daemon({ config: { ...DEFAULT_CONFIG, audioloopInstances: 2 }, socketDir: dir, connect: () => backend, handshakeTimeoutMs: 500 });
+      await daemon.start();
+    });
+    afterEach(async function () {
+      backend.clock.halt();
+      await daemon.stop();
+    });
+
+    it('queued writes are flushed with one ECONNRESET when the loop closes (daemon stop) before a client started', async function () {
+      const srv = await openServer(0, { mode: 'write', socketDir: dir });
+      const errors: Error[] = [];
+      srv.writable.on('error', (e) => errors.push(e));
+      const writes = [1, 2, 3].map(() => srv.write(Buffer.alloc(4096)));
+      const settled = Promise.allSettled(writes);
+      await waitFor(() => backend.endpoint('audioloop0'), 3000, 'the node');
+      await daemon.stop();
+      const results = await settled;
+      const reasons = results.map((r) => (r.status === 'rejected' ? (r.reason as Error & { code?: string; errno?: number; syscall?: string }) : null));
+      assert.ok(reasons.every((r) => r !== null), 'every queued write failed');
+      for (const r of reasons) {
+        assert.equal(r!.code, 'ECONNRESET');
+        assert.equal(r!.errno, os.constants.errno.ECONNRESET);
+        assert.equal(r!.syscall, 'write');
+      }
+      assert.ok(reasons.every((r) => r === srv.error), 'one and the same error for all');
+      await sleep(50);
+      assert.ok(errors.length <= 1, `at most one error event, got ${errors.length}`);
+      await assert.rejects(srv.write(Buffer.alloc(4)), { code: 'ECONNRESET' });
+      await srv.close();
+      await srv.close();
+    });
+
+    it('read: the data played before the client left is read first, then ECONNRESET (every later read too)', async function () {
+      const srv = await openServer(1, { mode: 'read', format: 's16le', rate: 48000, channels: 2, socketDir: dir });
+      const ep = await waitFor(() => backend.endpoint('audioloop1'), 3000, 'the node');
+      const c = ep.connectClient({ appName: 'player', pid: 5 }).start();
+      const client = await srv.waitForClient();
+      assert.deepEqual(client, { app: 'player', pid: 5 });
+      const pcm = counterPcm('s16le', 2, 3000);
+      c.play(pcm);
+      backend.clock.step(Math.ceil(3000 / 256));
+      c.stop();
+      const got: Buffer[] = [];
+      let err: (Error & { code?: string }) | null = null;
+      for (;;) {
+        try {
+          got.push(await srv.read(5000));
+        } catch (e) {
+          err = e as Error;
+          break;
+        }
+      }
+      assert.ok(Buffer.concat(got).equals(pcm), `all ${pcm.length} bytes, got ${Buffer.concat(got).length}`);
+      assert.equal(err?.code, 'ECONNRESET');
+      await assert.rejects(srv.read(4), { code: 'ECONNRESET' });
+      await waitFor(() => daemon.status().loops[1]!.state === 'idle', 3000, 'idle');
+      await srv.close();
+    });
+
+    it('EBUSY for a second server and EINVAL for read+write, through openServer', async function () {
+      const first = await openServer(0, { mode: 'read', socketDir: dir, app: 'first' });
+      await assert.rejects(openServer(0, { mode: 'write', socketDir: dir }), (e: Error & { code?: string; errno?: number; syscall?: string }) => {
+        assert.equal(e.code, 'EBUSY');
+        assert.equal(e.errno, os.constants.errno.EBUSY);
+        assert.equal(e.syscall, 'open');
+        assert.match(e.message, /already open by first/);
+        return true;
+      });
+      await assert.rejects(openServer(0, { mode: 'readwrite', socketDir: dir }), { code: 'EINVAL' });
+      await first.close();
+      await waitFor(() => daemon.status().loops[0]!.state === 'idle', 3000, 'idle');
+      const again = await openServer(0, { mode: 'write', socketDir: dir });
+      assert.equal(again.mode, 'write');
+      await again.close();
     });
   });
 });
