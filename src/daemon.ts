@@ -228,6 +228,7 @@ export class Daemon extends EventEmitter {
       try {
         const req = parseOpen(line);
         loop.attach(sock, req, reader.rest());
+        sock.allowHalfOpen = false; // from here on the loop's rules: EOF from the server closes
       } catch (e) {
         if (e instanceof ProtocolError) refuse(e.code, e.message);
         else refuse('EIO', (e as Error).message);
@@ -235,13 +236,17 @@ export class Daemon extends EventEmitter {
     };
     const onEnd = (): void => {
       cleanup();
-      sock.destroy();
+      // EOF in the middle of the line (e.g. `printf 'OPEN mode=read' | nc -N`): say why
+      if (reader.pending > 0) refuse('EPROTO', `the connection ended before a complete OPEN line (${reader.pending} bytes without a newline)`);
+      else sock.destroy();
     };
     const cleanup = (): void => {
       clearTimeout(timer);
       sock.off('data', onData);
       sock.off('end', onEnd);
     };
+    // during the handshake a half-closed peer can still be told why it is refused
+    sock.allowHalfOpen = true;
     sock.on('error', () => undefined);
     sock.on('data', onData);
     sock.on('end', onEnd);

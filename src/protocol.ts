@@ -227,6 +227,11 @@ export class LineReader {
     return decodeLine(bytes);
   }
 
+  /** bytes received and not yet taken as a line */
+  get pending(): number {
+    return this.buf.length;
+  }
+
   /** bytes after the lines taken so far */
   rest(): Buffer {
     const r = this.buf;

@@ -248,7 +248,7 @@ describe('hostile server-end clients (real daemon, real PipeWire)', function () 
     await stillServing();
   });
 
-  it('half-close right after OPEN: OK, then the loop closes and is free again', async function () {
+  it('half-close right after OPEN: OK, then the loop closes and is free again; half-close mid-line: ERR EPROTO', async function () {
     for (const mode of ['read', 'write']) {
       const r = await raw(0);
       r.sock.end(`OPEN mode=${mode}\n`);
@@ -258,7 +258,12 @@ describe('hostile server-end clients (real daemon, real PipeWire)', function () 
     }
     const early = await raw(1);
     early.sock.end('OPEN mode=wr'); // EOF in the middle of the line
+    assert.match(await early.line(), errLine('EPROTO', /the connection ended before a complete OPEN line \(12 bytes without a newline\)/));
     await early.closedWithin();
+    const empty = await raw(1);
+    empty.sock.end(); // a probe: connects and closes without a word
+    await empty.closedWithin();
+    assert.equal(empty.data.length, 0);
     await stillServing();
   });
 
