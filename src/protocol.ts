@@ -12,6 +12,18 @@
  *                      its end (EOF) means "done": buffered data is played out first.
  *
  * Control socket (`control` beside the loop sockets): `STATUS\n` -> one JSON line.
+ *
+ * The OPEN line: strict UTF-8 text, fields separated by spaces, each key at
+ * most once, values %-encoded (app), a trailing \r is ignored (CRLF). Refusals:
+ *   E2BIG      the line reaches MAX_LINE bytes (newline included) without ending
+ *   EPROTO     not "OPEN ..."; a field without "="; an unknown or duplicate key;
+ *              a bad %-escape; bytes that are not UTF-8; NUL or other control
+ *              characters; the connection ended in the middle of the line
+ *   EINVAL     mode missing / not read|write (read+write says so); format, rate,
+ *              channels, nonblock (0|1), pid (positive integer) out of range;
+ *              control characters in app (it is cut to 64 characters)
+ *   ETIMEDOUT  no complete line within the daemon's handshake timeout (5 s)
+ *   EBUSY      the server end is already open; ENODEV no sound server
  */
 import { FORMAT_INFO, isSampleFormat, validateFormat, SAMPLE_FORMATS, type PcmFormat } from './format';
 
