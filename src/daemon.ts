@@ -228,7 +228,12 @@ export class Daemon extends EventEmitter {
       try {
         const req = parseOpen(line);
         loop.attach(sock, req, reader.rest());
-        sock.allowHalfOpen = false; // from here on the loop's rules: EOF from the server closes
+        // A writing server's EOF means "done": the loop plays out the ring and
+        // then closes, and the server's close() waits for that close. So its
+        // socket stays half-open (with auto-end, the server saw the close at
+        // once, while the ring still held up to buffer_ms of its audio).
+        // A reading server's EOF closes the loop, as before.
+        sock.allowHalfOpen = req.mode === 'write';
       } catch (e) {
         if (e instanceof ProtocolError) refuse(e.code, e.message);
         else refuse('EIO', (e as Error).message);

@@ -571,6 +571,21 @@ describe('Loop state machine (memory backend)', function () {
       await srv.close();
     });
 
+    it('write: close() resolves only once the client has recorded everything (the ring is played out)', async function () {
+      const srv = await openServer(0, { mode: 'write', format: 's16le', rate: 48000, channels: 2, socketDir: dir });
+      const ep = await waitFor(() => backend.endpoint('audioloop0'), 3000, 'the node');
+      const c = ep.connectClient({ appName: 'recorder' }).start();
+      await srv.waitForClient();
+      const pcm = counterPcm('s16le', 2, 48000); // 1 s: far more than the 200 ms ring
+      await srv.write(pcm);
+      backend.clock.run(2); // 256 frames every 2 ms: faster than real time
+      await srv.close();
+      const rec = c.recorded();
+      assert.ok(rec.length >= pcm.length, `close() resolved after ${rec.length} of ${pcm.length} bytes were recorded`);
+      assert.ok(rec.subarray(0, pcm.length).equals(pcm));
+      await waitFor(() => daemon.status().loops[0]!.state === 'idle', 3000, 'idle');
+    });
+
     it('EBUSY for a second server and EINVAL for read+write, through openServer', async function () {
       const first = await openServer(0, { mode: 'read', socketDir: dir, app: 'first' });
       await assert.rejects(openServer(0, { mode: 'write', socketDir: dir }), (e: Error & { code?: string; errno?: number; syscall?: string }) => {
