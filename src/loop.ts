@@ -92,6 +92,8 @@ interface Session {
 }
 
 const READ_CHUNK = 1 << 14;
+/** write mode, before a client starts: what the loop reads ahead from the server at most */
+const HOLD_BYTES = 1 << 20;
 
 export class Loop extends EventEmitter {
   private _state: LoopState = 'idle';
@@ -185,19 +187,23 @@ export class Loop extends EventEmitter {
       socket.on('data', () => undefined);
       socket.resume();
     } else {
-      // The first write waits until a client starts: while waiting, take at
-      // most one ring's worth and then stop reading. Reading that much keeps
-      // EOF visible, so a server that goes away before any client started
-      // does not leave the node (and the EBUSY) behind.
+      // The first write waits until a client starts: nothing enters the ring
+      // before. But a paused socket does not see EOF, so a server that went
+      // away while waiting would leave the node (and the EBUSY) behind until
+      // a client came. So while waiting, keep reading up to HOLD_BYTES (or a
+      // ring, if larger) and stop only beyond that. Residual limit: a server
+      // that writes more than that before any client and then dies is only
+      // noticed once a client starts.
+      const hold = Math.max(ringBytes, HOLD_BYTES);
       socket.on('data', (chunk: Buffer) => {
         s.pending = s.pending.length ? Buffer.concat([s.pending, chunk]) : chunk;
         if (this._state === 'waiting') {
-          if (s.pending.length >= ringBytes) socket.pause();
+          if (s.pending.length >= hold) socket.pause();
         } else {
           this.feed(s);
         }
       });
-      if (s.pending.length >= ringBytes) socket.pause();
+      if (s.pending.length >= hold) socket.pause();
       else socket.resume();
     }
     if (ep) this.bindEndpoint(s, ep);

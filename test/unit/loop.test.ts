@@ -353,10 +353,10 @@ describe('Loop state machine (memory backend)', function () {
       assert.equal(c.state, 'ended');
     });
 
-    it('the server goes away while waiting: waiting -> closing -> idle (no node, no EBUSY left behind)', async function () {
+    it('the server goes away while waiting, even after writing 5 rings: waiting -> closing -> idle (no node, no EBUSY left behind)', async function () {
       const h = harness();
-      const { prog } = await open(h, 'OPEN mode=write');
-      prog.sock.end();
+      const { prog, ep } = await open(h, 'OPEN mode=write');
+      prog.sock.end(Buffer.alloc(5 * ep.stats().size, 1));
       await waitFor(() => h.loop.state === 'idle', 3000, 'idle');
       assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> closing', 'closing -> idle']);
       assert.equal(h.backend.endpoints().length, 0);
