@@ -145,7 +145,7 @@ export function parseOpen(line: string): OpenRequest {
   if (nb !== '0' && nb !== '1') throw new ProtocolError('EINVAL', 'nonblock must be 0 or 1');
   const req: OpenRequest = { mode, format, rate, channels, nonblock: nb === '1' };
   const app = fields.get('app');
-  if (app !== undefined) {
+  if (app !== undefined && app !== '') {
     if (CONTROL.test(app)) throw new ProtocolError('EINVAL', 'app must not contain control characters');
     req.app = [...app].slice(0, 64).join('');
   }

@@ -86,6 +86,7 @@ describe('protocol: OPEN', function () {
     assert.equal(parseOpen('OPEN mode=read app=Grüße').app, 'Grüße');
     const long = 'x'.repeat(100);
     assert.equal(parseOpen(`OPEN mode=read app=${long}`).app, 'x'.repeat(64));
+    assert.equal('app' in parseOpen('OPEN mode=read app='), false, 'an empty app is no app');
     const emoji = '😀'.repeat(70); // surrogate pairs are not split
     assert.equal(parseOpen(`OPEN mode=read app=${encodeURIComponent(emoji)}`).app, '😀'.repeat(64));
   });
