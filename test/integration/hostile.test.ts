@@ -165,7 +165,7 @@ describe('hostile server-end clients (real daemon, real PipeWire)', function () 
     const line = 'OPEN mode=read format=s16le rate=44100 channels=1 app=slow\r\n';
     for (const ch of line) {
       r.sock.write(ch);
-      await sleep(15);
+      await sleep(8); // ~0.5 s in all, well inside the 5 s handshake timeout even on a loaded machine
     }
     assert.equal(await r.line(), 'OK instance=0 node=audioloop0 mode=read format=s16le rate=44100 channels=1 frame=2');
     const st = await fetchStatus(sockDir);
