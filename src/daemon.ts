@@ -228,12 +228,6 @@ export class Daemon extends EventEmitter {
       try {
         const req = parseOpen(line);
         loop.attach(sock, req, reader.rest());
-        // A writing server's EOF means "done": the loop plays out the ring and
-        // then closes, and the server's close() waits for that close. So its
-        // socket stays half-open (with auto-end, the server saw the close at
-        // once, while the ring still held up to buffer_ms of its audio).
-        // A reading server's EOF closes the loop, as before.
-        sock.allowHalfOpen = req.mode === 'write';
       } catch (e) {
         if (e instanceof ProtocolError) refuse(e.code, e.message);
         else refuse('EIO', (e as Error).message);
@@ -250,8 +244,8 @@ export class Daemon extends EventEmitter {
       sock.off('data', onData);
       sock.off('end', onEnd);
     };
-    // during the handshake a half-closed peer can still be told why it is refused
-    sock.allowHalfOpen = true;
+    // loop sockets are half-open (see addInstance), so a peer that half-closed
+    // mid-line can still be told why it is refused
     sock.on('error', () => undefined);
     sock.on('data', onData);
     sock.on('end', onEnd);
