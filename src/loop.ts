@@ -92,8 +92,12 @@ interface Session {
 }
 
 const READ_CHUNK = 1 << 14;
-/** write mode, before a client starts: what the loop reads ahead from the server at most */
-const HOLD_BYTES = 1 << 20;
+/**
+ * write mode, before a client starts: what the loop reads ahead from the
+ * server at most (or one ring, if larger); with the socket buffers this
+ * keeps what a server gets rid of before any client well under 1 MiB
+ */
+const HOLD_BYTES = 1 << 18;
 
 export class Loop extends EventEmitter {
   private _state: LoopState = 'idle';

@@ -353,10 +353,29 @@ describe('Loop state machine (memory backend)', function () {
       assert.equal(c.state, 'ended');
     });
 
-    it('the server goes away while waiting, even after writing 5 rings: waiting -> closing -> idle (no node, no EBUSY left behind)', async function () {
+    it('beyond the read-ahead (256 KiB) a dead writing server is noticed once a client starts, and its data is played first', async function () {
       const h = harness();
       const { prog, ep } = await open(h, 'OPEN mode=write');
-      prog.sock.end(Buffer.alloc(5 * ep.stats().size, 1));
+      const pcm = counterPcm('s16le', 2, 131072); // 512 KiB
+      prog.sock.end(pcm);
+      await sleep(200);
+      assert.equal(h.loop.state, 'waiting', 'the paused socket hides the EOF');
+      assert.ok(h.loop.status().bytes === 0 && ep.stats().fill === 0, 'nothing in the ring before a client');
+      const c = await startClient(h, ep);
+      h.backend.clock.run(1);
+      try {
+        await waitFor(() => h.loop.state === 'idle', 15000, 'idle');
+      } finally {
+        h.backend.clock.halt();
+      }
+      assert.ok(c.recorded().subarray(0, pcm.length).equals(pcm), 'everything the server wrote was played');
+      assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> running', 'running -> draining', 'draining -> closing', 'closing -> idle']);
+    });
+
+    it('the server goes away while waiting, even after writing 3 rings: waiting -> closing -> idle (no node, no EBUSY left behind)', async function () {
+      const h = harness();
+      const { prog, ep } = await open(h, 'OPEN mode=write');
+      prog.sock.end(Buffer.alloc(3 * ep.stats().size, 1));
       await waitFor(() => h.loop.state === 'idle', 3000, 'idle');
       assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> closing', 'closing -> idle']);
       assert.equal(h.backend.endpoints().length, 0);
