@@ -94,10 +94,10 @@ interface Session {
 const READ_CHUNK = 1 << 14;
 /**
  * write mode, before a client starts: what the loop reads ahead from the
- * server at most (or one ring, if larger); with the socket buffers this
- * keeps what a server gets rid of before any client well under 1 MiB
+ * server at most, so that it still sees the EOF of a server that goes away;
+ * small, since the server is meant to be held at its socket buffer
  */
-const HOLD_BYTES = 1 << 18;
+const HOLD_BYTES = 1 << 16;
 
 export class Loop extends EventEmitter {
   private _state: LoopState = 'idle';
@@ -194,11 +194,11 @@ export class Loop extends EventEmitter {
       // The first write waits until a client starts: nothing enters the ring
       // before. But a paused socket does not see EOF, so a server that went
       // away while waiting would leave the node (and the EBUSY) behind until
-      // a client came. So while waiting, keep reading up to HOLD_BYTES (or a
-      // ring, if larger) and stop only beyond that. Residual limit: a server
-      // that writes more than that before any client and then dies is only
-      // noticed once a client starts.
-      const hold = Math.max(ringBytes, HOLD_BYTES);
+      // a client came. So while waiting, keep reading up to HOLD_BYTES and
+      // stop only beyond that. Residual limit: a server that writes more than
+      // that before any client and then dies is only noticed once a client
+      // starts (which then gets that data first).
+      const hold = HOLD_BYTES;
       socket.on('data', (chunk: Buffer) => {
         s.pending = s.pending.length ? Buffer.concat([s.pending, chunk]) : chunk;
         if (this._state === 'waiting') {
