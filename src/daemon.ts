@@ -11,6 +11,7 @@ import type { AudioloopConfig } from './config';
 import { errnoOf } from './errors';
 import { Loop, type LoopStatus } from './loop';
 import { silentLogger, type Logger } from './log';
+import { parseMetricsLine } from './bridge/metrics';
 import { controlSocketPath, formatErr, LineReader, loopSocketPath, parseOpen, ProtocolError, PROTOCOL_VERSION } from './protocol';
 
 export interface DaemonOptions {
@@ -30,7 +31,8 @@ export interface DaemonStatus {
   pid: number;
   socketDir: string;
   soundServer: { backend: string; connected: boolean };
-  loops: (LoopStatus & { retiring?: boolean })[];
+  /** `bridge`: the last METRICS report of a bridge on that loop (src/bridge/metrics.ts) */
+  loops: (LoopStatus & { retiring?: boolean; bridge?: Record<string, unknown> })[];
 }
 
 export interface ReloadResult {
@@ -55,6 +57,8 @@ export class Daemon extends EventEmitter {
   private readonly log: Logger;
   private stopping = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** METRICS reports, per control connection (dropped when it closes) */
+  private readonly metrics = new Map<net.Socket, { instance: number; metrics: Record<string, unknown> }>();
 
   constructor(private readonly opts: DaemonOptions) {
     super();
@@ -255,6 +259,7 @@ export class Daemon extends EventEmitter {
   private onControlConnection(sock: net.Socket): void {
     const reader = new LineReader();
     sock.on('error', () => undefined);
+    sock.on('close', () => this.metrics.delete(sock));
     const onData = (chunk: Buffer): void => {
       try {
         reader.feed(chunk);
@@ -262,7 +267,11 @@ export class Daemon extends EventEmitter {
           const cmd = line.trim().toUpperCase();
           if (cmd === 'STATUS') sock.write(JSON.stringify(this.status()) + '\n');
           else if (cmd === 'PING') sock.write('PONG\n');
-          else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING)`));
+          else if (cmd.startsWith('METRICS ')) {
+            const m = parseMetricsLine(line);
+            if (m && this.loops.has(m.instance)) this.metrics.set(sock, m);
+            else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), 'expected METRICS instance=N {json}'));
+          } else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING, METRICS)`));
         }
       } catch (e) {
         // an oversize line (E2BIG) or bytes that are not text (EPROTO): answer once and hang up
@@ -283,7 +292,11 @@ export class Daemon extends EventEmitter {
       soundServer: { backend: this.backend?.name ?? 'none', connected: this.backend?.connected ?? false },
       loops: [...this.loops.entries()]
         .sort(([a], [b]) => a - b)
-        .map(([i, l]) => (this.retiring.has(i) ? { ...l.status(), retiring: true } : l.status())),
+        .map(([i, l]) => {
+          const st: LoopStatus & { retiring?: boolean; bridge?: Record<string, unknown> } = this.retiring.has(i) ? { ...l.status(), retiring: true } : l.status();
+          if (st.state !== 'idle') for (const m of this.metrics.values()) if (m.instance === i) st.bridge = m.metrics;
+          return st;
+        }),
     };
   }
 

@@ -93,3 +93,14 @@ export class MetricsReporter {
     this.sock = null;
   }
 }
+
+/** One line for `audioloop status` (text output). */
+export function describeMetrics(node: string, m: Record<string, unknown>): string {
+  const n = (k: string, digits = 0): string => (typeof m[k] === 'number' ? (m[k] as number).toFixed(digits) : '?');
+  if (m.role === 'send') return `${node}: bridge send to ${String(m.peer)}: ${n('packets')} packets, ${n('bytes')} bytes`;
+  return (
+    `${node}: bridge receive from ${String(m.peer) || '-'}: ${n('packets')} packets, lost ${n('lost')} (${(Number(m.lossRate) * 100).toFixed(1)}%), ` +
+    `late ${n('late')}, dup ${n('duplicates')}, jitter ${n('jitterMs', 1)} ms, drift ${n('driftPpm')} ppm, ` +
+    `fill ${n('fillMs')}/${n('targetMs')} ms, concealed ${n('plcFrames')}, underruns ${n('underruns')}`
+  );
+}

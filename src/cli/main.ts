@@ -19,6 +19,8 @@ import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } fro
 import { openWavStream, WavFileWriter } from '../wav';
 import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
 import type { Backend } from '../backend/types';
+import { BRIDGE_HELP, cmdBridge } from '../bridge/cli';
+import { describeMetrics } from '../bridge/metrics';
 
 export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, RESET: 5 } as const;
 
@@ -39,6 +41,8 @@ commands:
   play N FILE.wav    open loop N for writing and play FILE.wav to clients that record
   status [--json]    show every loop: state, format, server, clients, bytes, xruns
   top                live view of every loop with level meters
+  bridge N --send rtp://HOST:PORT | --receive rtp://BIND:PORT
+                     Opus over RTP from / to loop N (VoIP bridge)
 
 Run "audioloop <command> --help" for the options of a command.
 
@@ -88,6 +92,7 @@ plays the file, and waits until the client has it all.
   -q, --quiet
   -h, --help`,
   top: TOP_HELP,
+  bridge: BRIDGE_HELP,
   status: `usage: audioloop status [--json] [-s DIR]
 
   --json              machine-readable output
@@ -332,6 +337,7 @@ async function cmdStatus(argv: string[]): Promise<number> {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
   for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  for (const l of st.loops) if (l.bridge) process.stdout.write(describeMetrics(l.node, l.bridge) + '\n');
   return EXIT.OK;
 }
 
@@ -363,6 +369,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdStatus(rest);
       case 'top':
         return await cmdTop(rest);
+      case 'bridge':
+        return await cmdBridge(rest);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }

@@ -1,0 +1,210 @@
+/**
+ * `audioloop bridge`: the command line of the VoIP bridge (sender.ts,
+ * receiver.ts). src/cli/main.ts only dispatches here.
+ */
+import { parseArgs } from 'node:util';
+import { isIP } from 'node:net';
+import { RtpSender } from './sender';
+import { RtpReceiver, type ReceiverEnd } from './receiver';
+import { DYNAMIC_PT_MAX, DYNAMIC_PT_MIN } from './rtp';
+
+/** Exit codes as in src/cli/main.ts. */
+const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4 } as const;
+
+export const BRIDGE_HELP = `usage: audioloop bridge N --send rtp://HOST:PORT [--sdp FILE] [options]
+       audioloop bridge N --receive rtp://BIND:PORT [options]
+
+VoIP bridge: Opus over RTP (RFC 3550, RFC 7587) to and from loop N.
+
+--send      opens the server end of loop N for reading: audioloopN appears as
+            a sink; what clients play into it is encoded as Opus (20 ms
+            frames) and sent to HOST:PORT. Ends (exit 0) when the client goes
+            away (ECONNRESET), after sending everything it played.
+--receive   opens the server end of loop N for writing: audioloopN appears as
+            a source; Opus RTP received on BIND:PORT goes through a jitter
+            buffer (reordering, duplicates, Opus packet-loss concealment) and
+            drift compensation (adaptive resampling) to clients that record.
+            Ends (exit 0) when the recording client goes away (ECONNRESET),
+            or after --idle-exit seconds without packets.
+
+Addresses are numeric (127.0.0.1, [::1]). Metrics (packets, loss, jitter,
+drift ppm, buffer fill) show in "audioloop status".
+
+options:
+      --sdp FILE          (send) write an SDP file for the stream, e.g. for
+                          ffmpeg -protocol_whitelist file,udp,rtp -i FILE
+  -r, --rate R            the loop's rate, 8000-192000 (default 48000; Opus
+                          runs at 48000, other rates are resampled)
+  -c, --channels C        1 or 2 (default 2)
+      --bitrate BPS       (send) Opus bitrate, 6000-510000 (default 64000 per channel)
+      --payload-type PT   RTP payload type ${DYNAMIC_PT_MIN}-${DYNAMIC_PT_MAX} (send: default 96;
+                          receive: default the first dynamic type seen)
+      --jitter MODE       (receive) adaptive (default) or fixed
+      --jitter-ms MS      (receive) fixed target, or adaptive starting target
+                          (default 60)
+      --jitter-min-ms MS  (receive) adaptive lower bound (default 20)
+      --jitter-max-ms MS  (receive) adaptive upper bound (default 400)
+      --no-drift          (receive) no drift compensation
+      --idle-exit SEC     (receive) end after SEC seconds without packets,
+                          once the stream has started (default: never)
+  -s, --socket-dir DIR
+  -q, --quiet
+  -h, --help
+
+exit codes: 0 done (client went away, idle, or Ctrl-C), 1 error, 2 usage,
+3 no daemon, 4 loop refused (EBUSY/EINVAL/ENODEV)`;
+
+class UsageError extends Error {}
+
+function intArg(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} must be an integer ${min}-${max}, got "${v}"`);
+  return Number(v);
+}
+
+/** rtp://HOST:PORT (IPv6 in brackets) -> host and port */
+export function parseRtpUrl(v: string, opt: string, allowPort0 = false): { host: string; port: number } {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new UsageError(`${opt} needs rtp://HOST:PORT, got "${v}"`);
+  }
+  if (u.protocol !== 'rtp:') throw new UsageError(`${opt} needs an rtp:// URL, got "${v}"`);
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(host) === 0) throw new UsageError(`${opt}: "${u.hostname}" is not a numeric IP address`);
+  const port = Number(u.port);
+  if (!u.port || !Number.isInteger(port) || port < (allowPort0 ? 0 : 1) || port > 65535) throw new UsageError(`${opt}: missing or bad port in "${v}"`);
+  return { host, port };
+}
+
+function exitFor(e: unknown): number {
+  const code = (e as { code?: string }).code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') return EXIT.NO_DAEMON;
+  if (code === 'EBUSY' || code === 'EINVAL' || code === 'ENODEV') return EXIT.REFUSED;
+  return EXIT.ERROR;
+}
+
+export async function cmdBridge(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        send: { type: 'string' },
+        receive: { type: 'string' },
+        sdp: { type: 'string' },
+        rate: { type: 'string', short: 'r' },
+        channels: { type: 'string', short: 'c' },
+        bitrate: { type: 'string' },
+        'payload-type': { type: 'string' },
+        jitter: { type: 'string' },
+        'jitter-ms': { type: 'string' },
+        'jitter-min-ms': { type: 'string' },
+        'jitter-max-ms': { type: 'string' },
+        'no-drift': { type: 'boolean' },
+        'idle-exit': { type: 'string' },
+        'socket-dir': { type: 'string', short: 's' },
+        quiet: { type: 'boolean', short: 'q' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    return usage((e as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(BRIDGE_HELP + '\n');
+    return EXIT.OK;
+  }
+  const say = (m: string): void => {
+    if (!values.quiet) process.stderr.write(`audioloop bridge: ${m}\n`);
+  };
+  try {
+    if (positionals[0] === undefined) throw new UsageError('missing loop instance N');
+    const instance = intArg(positionals[0], 'instance N', 0, 15)!;
+    if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+    const send = values.send as string | undefined;
+    const receive = values.receive as string | undefined;
+    if ((send === undefined) === (receive === undefined)) throw new UsageError('give exactly one of --send rtp://HOST:PORT or --receive rtp://BIND:PORT');
+    const rate = intArg(values.rate as string | undefined, '--rate', 8000, 192000) ?? 48000;
+    const channels = (intArg(values.channels as string | undefined, '--channels', 1, 2) ?? 2) as 1 | 2;
+    const pt = intArg(values['payload-type'] as string | undefined, '--payload-type', DYNAMIC_PT_MIN, DYNAMIC_PT_MAX);
+    const socketDir = values['socket-dir'] as string | undefined;
+    const sendOnly = ['sdp', 'bitrate'].filter((k) => values[k] !== undefined);
+    const recvOnly = ['jitter', 'jitter-ms', 'jitter-min-ms', 'jitter-max-ms', 'no-drift', 'idle-exit'].filter((k) => values[k] !== undefined);
+    if (send !== undefined && recvOnly.length) throw new UsageError(`--${recvOnly[0]} is a --receive option`);
+    if (receive !== undefined && sendOnly.length) throw new UsageError(`--${sendOnly[0]} is a --send option`);
+
+    if (send !== undefined) {
+      const { host, port } = parseRtpUrl(send, '--send');
+      const bitrate = intArg(values.bitrate as string | undefined, '--bitrate', 6000, 510000);
+      const sender = new RtpSender({
+        instance, host, port, rate, channels,
+        ...(bitrate !== undefined ? { bitrate } : {}),
+        ...(pt !== undefined ? { payloadType: pt } : {}),
+        ...(values.sdp ? { sdpFile: values.sdp as string } : {}),
+        ...(socketDir ? { socketDir } : {}),
+      });
+      return await runWithSignals(sender, async () => {
+        await sender.open();
+        say(`${sender.server!.node}: sending Opus RTP to ${send} (ssrc ${sender.ssrc})${values.sdp ? `, SDP in ${values.sdp}` : ''}; waiting for a client to play...`);
+        sender.server!.once('start', (c: { app?: string }) => say(`client ${c.app ?? '?'} started`));
+        const why = await sender.run();
+        const s = sender.stats;
+        say(`${why === 'reset' ? 'client went away (ECONNRESET)' : 'stopped'}: sent ${s.packets} packets (${(s.frames / 48000).toFixed(2)} s)`);
+        return EXIT.OK;
+      });
+    }
+
+    const { host, port } = parseRtpUrl(receive!, '--receive', true);
+    const mode = (values.jitter as string | undefined) ?? 'adaptive';
+    if (mode !== 'adaptive' && mode !== 'fixed') throw new UsageError('--jitter must be adaptive or fixed');
+    const minMs = intArg(values['jitter-min-ms'] as string | undefined, '--jitter-min-ms', 0, 5000) ?? 20;
+    const maxMs = intArg(values['jitter-max-ms'] as string | undefined, '--jitter-max-ms', 1, 5000) ?? 400;
+    const targetMs = intArg(values['jitter-ms'] as string | undefined, '--jitter-ms', 0, 5000) ?? 60;
+    if (!(minMs <= targetMs && targetMs <= maxMs)) throw new UsageError(`need --jitter-min-ms <= --jitter-ms <= --jitter-max-ms (${minMs} <= ${targetMs} <= ${maxMs})`);
+    const idle = intArg(values['idle-exit'] as string | undefined, '--idle-exit', 1, 86400);
+    const receiver = new RtpReceiver({
+      instance, bind: host, port, rate, channels,
+      jitter: mode === 'fixed' ? { mode, targetMs, minMs: targetMs, maxMs: targetMs } : { mode, targetMs, minMs, maxMs },
+      drift: !values['no-drift'],
+      ...(pt !== undefined ? { payloadType: pt } : {}),
+      ...(idle !== undefined ? { idleExitMs: idle * 1000 } : {}),
+      ...(socketDir ? { socketDir } : {}),
+    });
+    return await runWithSignals(receiver, async () => {
+      await receiver.open();
+      say(`${receiver.server!.node}: receiving Opus RTP on ${host}:${receiver.boundPort}; waiting for a client to record...`);
+      receiver.server!.once('start', (c: { app?: string }) => say(`client ${c.app ?? '?'} started`));
+      const why: ReceiverEnd = await receiver.run();
+      const m = receiver.metrics();
+      const text = { reset: 'client went away (ECONNRESET)', idle: 'no packets: idle exit', stopped: 'stopped' }[why];
+      say(`${text}: ${m.packets} packets, ${m.lost} lost, ${m.late} late, ${m.plcFrames} concealed, jitter ${m.jitterMs.toFixed(1)} ms, drift ${m.driftPpm.toFixed(0)} ppm`);
+      return EXIT.OK;
+    });
+  } catch (e) {
+    if (e instanceof UsageError) return usage(e.message);
+    process.stderr.write(`audioloop bridge: ${(e as Error).message}\n`);
+    return exitFor(e);
+  }
+}
+
+async function runWithSignals(b: { stop(): void }, body: () => Promise<number>): Promise<number> {
+  const onSig = (): void => b.stop();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    return await body();
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+}
+
+function usage(msg: string): number {
+  process.stderr.write(`audioloop: ${msg}\nRun "audioloop bridge --help".\n`);
+  return EXIT.USAGE;
+}
