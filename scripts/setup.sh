@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox
+DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox ffmpeg
       pkg-config make g++ python3)
 
 missing=()
