@@ -11,7 +11,8 @@
  *                      when the client went away (ECONNRESET); the server closing
  *                      its end (EOF) means "done": buffered data is played out first.
  *
- * Control socket (`control` beside the loop sockets): `STATUS\n` -> one JSON line.
+ * Control socket (`control` beside the loop sockets): `STATUS\n` -> one JSON line;
+ * `METRICS instance=N {json}\n` (no reply) from a bridge, see src/bridge/metrics.ts.
  *
  * The OPEN line: strict UTF-8 text, fields separated by spaces, each key at
  * most once, values %-encoded (app), a trailing \r is ignored (CRLF). Refusals:

@@ -8,15 +8,16 @@
  *   input frames consumed per output frame = nominal ratio * (1 + ppm / 1e6)
  *
  * A positive ppm means the sender runs fast and we consume a little faster.
- * In steady state the integral term equals the clock difference, so `ppm`
- * is also the drift estimate shown in `audioloop status`.
+ * In steady state the integral term equals the clock difference: it is the
+ * drift estimate shown in `audioloop status` (driftPpm; ratePpm is the
+ * correction applied now).
  *
  * Tuning: the plant is  d(fill_ms)/dt = (drift_ppm - ppm) / 1000  (ms per s),
  * so with kp (ppm per ms of error) the time constant is 1000 / kp seconds;
- * ki = kp^2 / 4000 makes the loop critically damped. The default kp = 40
- * gives about 25 s: slow enough that packet-arrival noise (the fill is a
- * sawtooth of one packet duration) moves the rate by only a few ppm after the
- * input smoothing.
+ * ki = kp^2 / 4000 makes the loop critically damped. The default kp = 20
+ * gives about 50 s: slow, so that the fill's noise (a sawtooth of one packet
+ * duration, arrival jitter, bursts of the output timer), after a 4 s
+ * smoothing, moves the rate by tens of ppm at most, not hundreds.
  */
 export interface DriftOptions {
   /** ppm per ms of smoothed fill error */
@@ -27,9 +28,11 @@ export interface DriftOptions {
   smoothS: number;
   /** the correction never exceeds this, ppm */
   maxPpm: number;
+  /** the integral sees the error clamped to +- this, ms */
+  intClampMs: number;
 }
 
-export const DEFAULT_DRIFT: DriftOptions = { kp: 40, ki: 0.4, smoothS: 2, maxPpm: 2000 };
+export const DEFAULT_DRIFT: DriftOptions = { kp: 20, ki: 0.1, smoothS: 4, maxPpm: 2000, intClampMs: 25 };
 
 export class DriftController {
   private smoothed: number | null = null;
@@ -50,7 +53,9 @@ export class DriftController {
     const e = this.smoothed;
     // anti-windup: integrate only while the output is not pinned at the limit in the same direction
     const pinned = Math.abs(this.out) >= this.opts.maxPpm && Math.sign(e) === Math.sign(this.out);
-    if (!pinned) this.integral += e * dtS;
+    // a large error is a step (an underrun's concealment, a burst), not drift: the integral
+    // (the drift estimate) takes at most +-intClampMs of it; the proportional term removes the rest
+    if (!pinned) this.integral += Math.max(-this.opts.intClampMs, Math.min(this.opts.intClampMs, e)) * dtS;
     const raw = this.opts.kp * e + this.opts.ki * this.integral;
     this.out = Math.max(-this.opts.maxPpm, Math.min(this.opts.maxPpm, raw));
     return this.out;

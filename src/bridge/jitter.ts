@@ -21,7 +21,7 @@
  * controller's job (src/bridge/drift.ts).
  *
  * Target: fixed, or adaptive: one packet duration plus the 95th percentile of
- * the relative transit delay over the last few seconds, plus a margin,
+ * the relative transit delay over the last few seconds, plus a 20 ms margin,
  * clamped to [minMs, maxMs].
  */
 import { OPUS_RTP_CLOCK, Unwrapper, type RtpPacket } from './rtp';
@@ -76,6 +76,8 @@ interface Entry {
 
 /** how many sequence numbers ahead of the playout point a packet may be before it counts as a restart */
 const MAX_SEQ_JUMP = 3000;
+/** adaptive target: headroom over the measured spread (our own output timer jitters too) */
+const MARGIN_MS = 20;
 /** transit samples kept for the adaptive target */
 const WINDOW = 250;
 
@@ -151,7 +153,7 @@ export class JitterBuffer {
     if (this.opts.mode === 'adaptive' && this.transits.length >= 10) {
       const sorted = [...this.transits].sort((a, b) => a - b);
       const spread = sorted[Math.floor(0.95 * (sorted.length - 1))]! - sorted[0]!;
-      const want = this.ms(this.lastSamples) + this.ms(spread) + 10;
+      const want = this.ms(this.lastSamples) + this.ms(spread) + MARGIN_MS;
       this.target = Math.min(this.opts.maxMs, Math.max(this.opts.minMs, want));
     }
   }

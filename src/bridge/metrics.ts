@@ -29,8 +29,10 @@ export interface BridgeMetrics {
   reordered: number;
   /** RFC 3550 interarrival jitter, ms */
   jitterMs: number;
-  /** rate correction of the drift controller (receive), ppm */
+  /** receive: the clock difference sender - us, as the drift controller estimates it (its integral term), ppm */
   driftPpm: number;
+  /** receive: the rate correction applied now (proportional + integral), ppm */
+  ratePpm: number;
   /** jitter-buffer fill and target, ms */
   fillMs: number;
   targetMs: number;
@@ -100,7 +102,7 @@ export function describeMetrics(node: string, m: Record<string, unknown>): strin
   if (m.role === 'send') return `${node}: bridge send to ${String(m.peer)}: ${n('packets')} packets, ${n('bytes')} bytes`;
   return (
     `${node}: bridge receive from ${String(m.peer) || '-'}: ${n('packets')} packets, lost ${n('lost')} (${(Number(m.lossRate) * 100).toFixed(1)}%), ` +
-    `late ${n('late')}, dup ${n('duplicates')}, jitter ${n('jitterMs', 1)} ms, drift ${n('driftPpm')} ppm, ` +
+    `late ${n('late')}, dup ${n('duplicates')}, jitter ${n('jitterMs', 1)} ms, drift ${n('driftPpm')} ppm (rate ${n('ratePpm')}), ` +
     `fill ${n('fillMs')}/${n('targetMs')} ms, concealed ${n('plcFrames')}, underruns ${n('underruns')}`
   );
 }

@@ -86,6 +86,7 @@ export class RtpReceiver extends EventEmitter {
   private badPackets = 0;
   private plcFrames = 0;
   private emptyPops = 0;
+  private lastUpdate = 0;
   private lastPacketAt = 0;
   /** output: loop-rate interleaved float, produced but not yet written */
   private out: Float32Array = new Float32Array(0);
@@ -232,7 +233,10 @@ export class RtpReceiver extends EventEmitter {
         this.failure?.(e as Error);
         return;
       }
-      this.timerOut = setTimeout(tick, TICK_MS);
+      // produce in the check phase, after the poll phase has delivered the datagrams that
+      // arrived meanwhile: after a stall of the event loop (a busy machine) the timer would
+      // otherwise run first and find the jitter buffer empty
+      this.timerOut = setTimeout(() => setImmediate(tick), TICK_MS);
     };
     tick();
   }
@@ -248,6 +252,13 @@ export class RtpReceiver extends EventEmitter {
     if (due <= 0) return;
     const need = due * this.channels;
     while (this.out.length < need) this.decodeOne();
+    // the controller samples the fill once per tick, at the same point of the cycle (after
+    // production), and only while packets flow (not while buffering or in an underrun)
+    const now = performance.now();
+    if (this.drifter && this.jb.playing && this.emptyPops === 0) {
+      this.applyPpm(this.drift.update(this.jb.fillMs(), this.jb.targetMs, this.lastUpdate ? (now - this.lastUpdate) / 1000 : 0));
+    }
+    this.lastUpdate = now;
     const chunk = this.out.subarray(0, need);
     this.out = this.out.slice(need);
     this.written += due;
@@ -264,7 +275,6 @@ export class RtpReceiver extends EventEmitter {
 
   /** one frame from the jitter buffer through the decoder and the resampler into `out` */
   private decodeOne(): void {
-    const fill = this.jb.fillMs(); // the controller compares the fill before the pop with the target
     const item = this.jb.pop();
     let pcm: Buffer;
     switch (item.kind) {
@@ -287,11 +297,6 @@ export class RtpReceiver extends EventEmitter {
       case 'buffering':
         pcm = Buffer.alloc(item.samples * this.channels * 2);
         break;
-    }
-    // the controller watches the fill only while packets flow (not through underruns or buffering)
-    if ((item.kind === 'packet' || item.kind === 'lost') && this.opts.drift !== false) {
-      const ppm = this.drift.update(fill, this.jb.targetMs, pcm.length / (2 * this.channels) / OPUS_RTP_CLOCK);
-      this.applyPpm(ppm);
     }
     const f = new Float32Array(pcm.length / 2);
     for (let i = 0; i < f.length; i++) f[i] = pcm.readInt16LE(i * 2) / 32768;
@@ -354,7 +359,8 @@ export class RtpReceiver extends EventEmitter {
       duplicates: j.duplicates,
       reordered: j.reordered,
       jitterMs: j.jitterMs,
-      driftPpm: this.drift.ppm,
+      driftPpm: this.drift.driftPpm,
+      ratePpm: this.drift.ppm,
       fillMs: j.fillMs,
       targetMs: j.targetMs,
       plcFrames: this.plcFrames,

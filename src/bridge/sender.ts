@@ -222,6 +222,7 @@ export class RtpSender extends EventEmitter {
       reordered: 0,
       jitterMs: 0,
       driftPpm: 0,
+      ratePpm: 0,
       fillMs: 0,
       targetMs: 0,
       plcFrames: 0,

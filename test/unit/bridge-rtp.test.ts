@@ -127,7 +127,7 @@ describe('bridge/sdp', () => {
 describe('bridge: metrics line and rtp:// URLs', () => {
   const m: BridgeMetrics = {
     role: 'receive', peer: '127.0.0.1:4000', packets: 10, bytes: 1000, lost: 1, lossRate: 1 / 11, late: 0, duplicates: 2, reordered: 1,
-    jitterMs: 1.23456, driftPpm: -12.5, fillMs: 60, targetMs: 60, plcFrames: 1, underruns: 0,
+    jitterMs: 1.23456, driftPpm: -12.5, ratePpm: -20, fillMs: 60, targetMs: 60, plcFrames: 1, underruns: 0,
   };
 
   it('METRICS lines round-trip (numbers rounded to 3 decimals)', () => {
