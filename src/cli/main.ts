@@ -19,7 +19,7 @@ import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } fro
 import { openWavStream, WavFileWriter } from '../wav';
 import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
 import type { Backend } from '../backend/types';
-import { BRIDGE_HELP, cmdBridge } from '../bridge/cli';
+import { BRIDGE_HELP } from '../bridge/help';
 import { describeMetrics } from '../bridge/metrics';
 
 export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, RESET: 5 } as const;
@@ -370,7 +370,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'top':
         return await cmdTop(rest);
       case 'bridge':
-        return await cmdBridge(rest);
+        // loaded on demand: the codec and the resampler are not for the other commands
+        return await (await import('../bridge/cli')).cmdBridge(rest);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }
