@@ -271,7 +271,7 @@ export class Daemon extends EventEmitter {
             const m = parseMetricsLine(line);
             if (m && this.loops.has(m.instance)) this.metrics.set(sock, m);
             else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), 'expected METRICS instance=N {json}'));
-          } else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING, METRICS)`));
+          } else sock.write(formatErr('EINVAL', errnoOf('EINVAL'), `unknown command "${line.slice(0, 40)}" (STATUS, PING)`));
         }
       } catch (e) {
         // an oversize line (E2BIG) or bytes that are not text (EPROTO): answer once and hang up
