@@ -1,0 +1,184 @@
+/** The bench's result shape (latest.json) and its text renderings. */
+import * as fs from 'node:fs';
+import type { CpuSample } from './cpu';
+import type { DspResult } from './dsp';
+
+export interface PathSummary {
+  p50Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  minMs: number;
+  maxMs: number;
+  samples: number;
+  framesWritten: number;
+  framesReceived: number;
+  lostFrames: number;
+  duplicatedFrames: number;
+  silenceInserted: number;
+}
+
+export interface ExactSummary {
+  /** the daemon's xrun counter for the loop (overruns of the sink ring / underruns of the source ring) */
+  daemonXruns: number;
+  framesIn: number;
+  framesOut: number;
+  bytesReceived: number;
+  lostFrames: number;
+  duplicatedFrames: number;
+  silenceInserted: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface BenchResults {
+  version: 1;
+  date: string;
+  mode: 'quick' | 'full';
+  elapsedS: number;
+  machine: {
+    cores: number;
+    cpuModel: string;
+    loadavg: number[];
+    kernel: string;
+    node: string;
+    pipewire: string;
+    defaultQuantum: number;
+    measuredQuantum: number;
+    rate: number;
+    format: string;
+    clientLatencyMs: number;
+  };
+  latency: {
+    method: string;
+    durationS: number;
+    paths: Record<string, PathSummary>;
+    comparisons: { ours: string; peer: string; ratioP50: number; ratioP99: number; excessP99Ms: number; targetMs: number; met: boolean }[];
+  };
+  cpu: {
+    method: string;
+    intervalS: number;
+    daemonRssIdleKiB: number;
+    configs: { loops: number; ours: CpuSample; peer: CpuSample; ratioCpu: number; ratioRss: number }[];
+  };
+  exactness: { durationS: number; clientLatencyMs: number; c2s: ExactSummary; s2c: ExactSummary };
+  dsp: DspResult[];
+  targets: {
+    latency: { rule: string; targetMs: number; met: boolean };
+    cpu: { rule: string; valuePct: number; met: boolean };
+    exactness: { rule: string; lost: number; duplicated: number; met: boolean };
+  };
+}
+
+export const PATH_LABELS: Record<string, string> = {
+  ours_c2s_pulse: 'ours client->server (pacat -> audioloop -> server)',
+  ours_s2c_pulse: 'ours server->client (server -> audioloop -> parec)',
+  nullsink_pulse: 'null sink (pacat -> null sink -> parec monitor)',
+  pwloopback_pulse: 'pw-loopback (pacat -> loopback -> parec)',
+  ours_c2s_pw: 'ours client->server (pw-play -> audioloop -> server)',
+  ours_s2c_pw: 'ours server->client (server -> audioloop -> pw-record)',
+  nullsink_pw: 'null sink (pw-play -> null sink -> pw-record monitor)',
+  pwloopback_pw: 'pw-loopback (pw-play -> loopback -> pw-record)',
+};
+
+function f(x: number, d = 1): string {
+  return Number.isFinite(x) ? x.toFixed(d) : 'n/a';
+}
+
+function yes(b: boolean): string {
+  return b ? 'met' : 'NOT met';
+}
+
+/** The Markdown section (README includes it between the bench markers). */
+export function renderMarkdown(r: BenchResults): string {
+  const m = r.machine;
+  const L: string[] = [];
+  L.push(`Run ${r.date} (${r.mode} mode, ${r.elapsedS} s): ${m.cores} cores (${m.cpuModel}), load average ${m.loadavg.join(' ')} at the end, ` +
+    `PipeWire ${m.pipewire}, Node ${m.node}; ${m.format} ${m.rate} Hz; clients ask for ${m.clientLatencyMs} ms, which gives a graph quantum of ` +
+    `${m.measuredQuantum} frames (${f((m.measuredQuantum / m.rate) * 1000, 2)} ms; default quantum ${m.defaultQuantum}).`);
+  L.push('');
+  L.push(`**Latency** (counter-timestamp method, ${r.latency.durationS} s per path; end to end, including the client tools' own buffers):`);
+  L.push('');
+  L.push('| path | p50 ms | p99 ms | lost / dup frames |');
+  L.push('|---|---:|---:|---:|');
+  for (const [id, p] of Object.entries(r.latency.paths))
+    L.push(`| ${PATH_LABELS[id] ?? id} | ${f(p.p50Ms)} | ${f(p.p99Ms)} | ${p.lostFrames} / ${p.duplicatedFrames} |`);
+  L.push('');
+  L.push(`| ours vs peer | ratio p50 | ratio p99 | ours p99 - peer p99 (target <= ${f(r.targets.latency.targetMs, 2)} ms) |`);
+  L.push('|---|---:|---:|---:|');
+  for (const c of r.latency.comparisons)
+    L.push(`| ${c.ours} / ${c.peer} | ${f(c.ratioP50, 2)} | ${f(c.ratioP99, 2)} | ${f(c.excessP99Ms)} ms (${yes(c.met)}) |`);
+  L.push('');
+  L.push(`**CPU and memory** (${r.cpu.intervalS} s per point, % of one core; ours = the daemon process, peer = the pw-loopback processes; pipewire itself for context):`);
+  L.push('');
+  L.push('| loops | ours CPU % | per loop | peer CPU % | per loop | ratio | ours RSS MiB | peer RSS MiB | ratio | pipewire CPU % ours / peer |');
+  L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of r.cpu.configs)
+    L.push(`| ${c.loops} | ${f(c.ours.cpuPct, 2)} | ${f(c.ours.cpuPctPerLoop, 2)} | ${f(c.peer.cpuPct, 2)} | ${f(c.peer.cpuPctPerLoop, 2)} | ${f(c.ratioCpu, 2)} | ` +
+      `${f(c.ours.rssKiB / 1024)} | ${f(c.peer.rssKiB / 1024)} | ${f(c.ratioRss, 2)} | ${f(c.ours.pipewireCpuPct)} / ${f(c.peer.pipewireCpuPct)} |`);
+  L.push('');
+  const e = r.exactness;
+  L.push(`**Sample exactness** (${e.durationS} s counter pattern, both directions at once, clients at ${e.clientLatencyMs} ms):`);
+  L.push('');
+  L.push('| direction | frames in | frames out | lost | duplicated | silence inserted | daemon xruns |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|');
+  L.push(`| pacat -> audioloop0 -> server | ${e.c2s.framesIn} | ${e.c2s.framesOut} | ${e.c2s.lostFrames} | ${e.c2s.duplicatedFrames} | ${e.c2s.silenceInserted} | ${e.c2s.daemonXruns} |`);
+  L.push(`| server -> audioloop1 -> pw-record | ${e.s2c.framesIn} | ${e.s2c.framesOut} | ${e.s2c.lostFrames} | ${e.s2c.duplicatedFrames} | ${e.s2c.silenceInserted} | ${e.s2c.daemonXruns} |`);
+  L.push('');
+  L.push('**DSP throughput** (one JS thread, 48 kHz stereo):');
+  L.push('');
+  L.push('| operation | x realtime |');
+  L.push('|---|---:|');
+  for (const d of r.dsp) L.push(`| ${d.name} | ${f(d.xRealtime, 0)} |`);
+  L.push('');
+  const t = r.targets;
+  L.push(`**Targets**: latency (${t.latency.rule}): ${yes(t.latency.met)}; CPU (${t.cpu.rule}): ${f(t.cpu.valuePct, 2)} %, ${yes(t.cpu.met)}; ` +
+    `exactness (${t.exactness.rule}): ${t.exactness.lost} lost, ${t.exactness.duplicated} duplicated, ${yes(t.exactness.met)}.`);
+  L.push('');
+  L.push('![latency and CPU plot](bench/results/latest.png)');
+  return L.join('\n') + '\n';
+}
+
+/** A compact plain-text table for the terminal. */
+export function renderTable(r: BenchResults): string {
+  const L: string[] = [];
+  const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+  const lpad = (s: string, n: number): string => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
+  L.push(`audioloop bench (${r.mode}), PipeWire ${r.machine.pipewire}, ${r.machine.cores} cores, quantum ${r.machine.measuredQuantum}, load ${r.machine.loadavg.join(' ')}`);
+  L.push('');
+  L.push(`${pad('latency path', 56)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('lost', 7)}`);
+  for (const [id, p] of Object.entries(r.latency.paths))
+    L.push(`${pad(PATH_LABELS[id] ?? id, 56)}${lpad(f(p.p50Ms), 9)}${lpad(f(p.p99Ms), 9)}${lpad(String(p.lostFrames), 7)}`);
+  L.push('');
+  L.push(`${pad('ours / peer', 42)}${lpad('p50 x', 8)}${lpad('p99 x', 8)}${lpad('p99 diff ms', 13)}`);
+  for (const c of r.latency.comparisons)
+    L.push(`${pad(`${c.ours} / ${c.peer}`, 42)}${lpad(f(c.ratioP50, 2), 8)}${lpad(f(c.ratioP99, 2), 8)}${lpad(f(c.excessP99Ms), 13)}`);
+  L.push('');
+  L.push(`${pad('loops', 7)}${lpad('ours %', 9)}${lpad('peer %', 9)}${lpad('ratio', 8)}${lpad('ours MiB', 10)}${lpad('peer MiB', 10)}${lpad('ratio', 8)}`);
+  for (const c of r.cpu.configs)
+    L.push(`${pad(String(c.loops), 7)}${lpad(f(c.ours.cpuPct, 2), 9)}${lpad(f(c.peer.cpuPct, 2), 9)}${lpad(f(c.ratioCpu, 2), 8)}` +
+      `${lpad(f(c.ours.rssKiB / 1024), 10)}${lpad(f(c.peer.rssKiB / 1024), 10)}${lpad(f(c.ratioRss, 2), 8)}`);
+  L.push('');
+  const e = r.exactness;
+  L.push(`exactness ${e.durationS} s: c->s ${e.c2s.framesIn} in, ${e.c2s.framesOut} out, ${e.c2s.lostFrames} lost, ${e.c2s.duplicatedFrames} dup; ` +
+    `s->c ${e.s2c.framesIn} in, ${e.s2c.framesOut} out, ${e.s2c.lostFrames} lost, ${e.s2c.duplicatedFrames} dup`);
+  L.push('');
+  for (const d of r.dsp) L.push(`${pad(d.name, 42)}${lpad(f(d.xRealtime, 0), 10)} x realtime`);
+  L.push('');
+  const t = r.targets;
+  L.push(`targets: latency ${yes(t.latency.met)} (<= ${f(t.latency.targetMs, 2)} ms over peer p99), cpu ${yes(t.cpu.met)} (${f(t.cpu.valuePct, 2)} % for 16 loops), ` +
+    `exactness ${yes(t.exactness.met)} (${t.exactness.lost} lost, ${t.exactness.duplicated} dup)`);
+  return L.join('\n');
+}
+
+export const README_BEGIN = '<!-- bench:begin (generated by `npm run bench -- --update-readme` from bench/results/latest.md) -->';
+export const README_END = '<!-- bench:end -->';
+
+/** Replaces the text between the markers in README.md with `md`. */
+export function updateReadme(file: string, md: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  const a = text.indexOf(README_BEGIN);
+  const b = text.indexOf(README_END);
+  if (a < 0 || b < a) throw new Error(`${file} has no bench markers (${README_BEGIN} ... ${README_END})`);
+  const out = text.slice(0, a + README_BEGIN.length) + '\n' + md + text.slice(b);
+  fs.writeFileSync(file, out);
+}

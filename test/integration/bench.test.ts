@@ -1,0 +1,141 @@
+/**
+ * The bench must not rot: run it in quick mode (its own private sound
+ * server, real clients, real pw-loopback and null sink) and check that
+ * latest.json has every metric, latest.md the tables and latest.png is a
+ * real PNG. Targets are not asserted (the bench reports them); data flow is.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { requireSoundServer } from '../helpers/soundserver';
+import { run } from '../helpers/proc';
+import type { BenchResults } from '../../bench/report';
+import { crc32 } from '../../bench/png';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const BENCH = path.join(ROOT, 'dist', 'bench', 'run.js');
+
+function finite(x: unknown, what: string): number {
+  assert.equal(typeof x, 'number', `${what} is a number`);
+  assert.ok(Number.isFinite(x as number), `${what} is finite, got ${x}`);
+  return x as number;
+}
+
+describe('bench (npm run bench -- --quick)', function () {
+  this.timeout(150000);
+  let out: string;
+
+  before(requireSoundServer);
+  before(function () {
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'audioloop-bench-test-'));
+  });
+  after(function () {
+    if (out) fs.rmSync(out, { recursive: true, force: true });
+  });
+
+  it('--help prints the options and exits 0; a bad --duration exits 2', async function () {
+    const h = await run(process.execPath, [BENCH, '--help']);
+    assert.equal(h.code, 0, h.stderr);
+    for (const opt of ['--quick', '--duration', '--out', '--update-readme']) assert.ok(h.stdout.includes(opt), `help mentions ${opt}`);
+    const bad = await run(process.execPath, [BENCH, '--duration', 'soon']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--duration must be a number of seconds/);
+  });
+
+  it('measures every metric and writes latest.json, latest.md and latest.png', async function () {
+    const t0 = Date.now();
+    const r = await run(process.execPath, [BENCH, '--quick', '--out', out], { timeoutMs: 140000 });
+    assert.equal(r.code, 0, `bench failed:\n${r.stderr.slice(-3000)}`);
+    const secs = (Date.now() - t0) / 1000;
+    const res = JSON.parse(fs.readFileSync(path.join(out, 'latest.json'), 'utf8')) as BenchResults;
+
+    assert.equal(res.mode, 'quick');
+    assert.ok(finite(res.machine.cores, 'cores') >= 1);
+    assert.ok([16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192].includes(res.machine.measuredQuantum), `quantum ${res.machine.measuredQuantum}`);
+    assert.match(res.machine.pipewire, /^\d+\.\d+\.\d+$/);
+
+    // (a) latency: all 8 paths carried counter frames and have percentiles
+    const ids = ['ours_c2s_pulse', 'ours_s2c_pulse', 'nullsink_pulse', 'pwloopback_pulse', 'ours_c2s_pw', 'ours_s2c_pw', 'nullsink_pw', 'pwloopback_pw'];
+    assert.deepEqual(Object.keys(res.latency.paths).sort(), [...ids].sort());
+    for (const id of ids) {
+      const p = res.latency.paths[id]!;
+      assert.ok(p.samples > 100, `${id}: ${p.samples} latency samples`);
+      assert.ok(p.framesReceived > p.framesWritten / 2, `${id}: ${p.framesReceived} of ${p.framesWritten} frames arrived`);
+      const p50 = finite(p.p50Ms, `${id} p50`);
+      const p99 = finite(p.p99Ms, `${id} p99`);
+      assert.ok(p50 > 0 && p50 <= p99 && p99 < 2000, `${id}: p50 ${p50} p99 ${p99}`);
+    }
+    assert.equal(res.latency.comparisons.length, 8);
+    for (const c of res.latency.comparisons) {
+      assert.ok(finite(c.ratioP50, 'ratio p50') > 0 && finite(c.ratioP99, 'ratio p99') > 0);
+      assert.equal(c.met, c.excessP99Ms <= c.targetMs);
+    }
+
+    // (b) CPU and RSS for 1, 4, 16 loops, ours and peer
+    assert.deepEqual(res.cpu.configs.map((c) => c.loops), [1, 4, 16]);
+    for (const c of res.cpu.configs) {
+      for (const side of [c.ours, c.peer]) {
+        assert.ok(finite(side.cpuPct, 'cpu') >= 0);
+        assert.ok(Math.abs(side.cpuPctPerLoop - side.cpuPct / c.loops) < 0.01);
+        assert.ok(side.rssKiB > 1024, `rss ${side.rssKiB} KiB`);
+      }
+      finite(c.ratioRss, 'rss ratio');
+    }
+    // 16 pw-loopback processes take more memory than one
+    assert.ok(res.cpu.configs[2]!.peer.rssKiB > res.cpu.configs[0]!.peer.rssKiB * 4);
+
+    // (c) exactness: the counter went through both ways
+    for (const d of [res.exactness.c2s, res.exactness.s2c]) {
+      assert.ok(d.framesIn >= 48000 * res.exactness.durationS * 0.9, `${d.framesIn} frames in`);
+      assert.ok(d.framesOut >= d.framesIn * 0.9, `${d.framesOut} of ${d.framesIn} frames out`);
+      assert.ok(Number.isInteger(d.lostFrames) && Number.isInteger(d.duplicatedFrames) && Number.isInteger(d.daemonXruns));
+    }
+    assert.equal(res.targets.exactness.lost, res.exactness.c2s.lostFrames + res.exactness.s2c.lostFrames);
+
+    // (d) DSP: every conversion and both resampling directions, faster than real time
+    const names = res.dsp.map((d) => d.name);
+    for (const n of ['convert s16le -> f32le', 'convert f32le -> s16le', 'convert s24le -> f32le', 'convert u8 -> f32le', 'resample 44100 -> 48000', 'resample 48000 -> 44100'])
+      assert.ok(names.some((x) => x.startsWith(n)), `dsp has ${n}`);
+    for (const d of res.dsp) assert.ok(finite(d.xRealtime, d.name) > 1, `${d.name}: ${d.xRealtime} x realtime`);
+
+    // targets are reported as booleans
+    for (const t of [res.targets.latency, res.targets.cpu, res.targets.exactness]) assert.equal(typeof t.met, 'boolean');
+
+    // latest.md: the tables; latest.png: a valid PNG with sane dimensions and CRCs
+    const md = fs.readFileSync(path.join(out, 'latest.md'), 'utf8');
+    assert.match(md, /\| path \| p50 ms \| p99 ms \|/);
+    assert.match(md, /\| loops \| ours CPU % \|/);
+    const png = fs.readFileSync(path.join(out, 'latest.png'));
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert.equal(png.subarray(12, 16).toString('ascii'), 'IHDR');
+    const w = png.readUInt32BE(16);
+    const h = png.readUInt32BE(20);
+    assert.ok(w >= 400 && h >= 300, `${w}x${h}`);
+    let off = 8;
+    const idat: Buffer[] = [];
+    while (off < png.length) {
+      const len = png.readUInt32BE(off);
+      const type = png.subarray(off + 4, off + 8);
+      assert.equal(png.readUInt32BE(off + 8 + len), crc32(png.subarray(off + 4, off + 8 + len)), `CRC of ${type}`);
+      if (type.toString('ascii') === 'IDAT') idat.push(png.subarray(off + 8, off + 8 + len));
+      off += 12 + len;
+    }
+    const raw = zlib.inflateSync(Buffer.concat(idat));
+    assert.equal(raw.length, h * (w * 3 + 1));
+    // the plot is not blank: some pixels are neither white nor grey
+    let coloured = 0;
+    for (let y = 0; y < h; y++) {
+      const row = y * (w * 3 + 1);
+      assert.equal(raw[row], 0, 'filter type none');
+      for (let x = 0; x < w; x++) {
+        const i = row + 1 + x * 3;
+        if (raw[i] !== raw[i + 1] || raw[i + 1] !== raw[i + 2]) coloured++;
+      }
+    }
+    assert.ok(coloured > 1000, `${coloured} coloured samples`);
+    // the output is regenerable in reasonable time even on a loaded machine
+    assert.ok(secs < 140, `took ${secs} s`);
+  });
+});
