@@ -15,6 +15,7 @@ export interface PathSummary {
   lostFrames: number;
   duplicatedFrames: number;
   silenceInserted: number;
+  restarts: number;
 }
 
 export interface ExactSummary {
@@ -23,6 +24,8 @@ export interface ExactSummary {
   framesIn: number;
   framesOut: number;
   bytesReceived: number;
+  /** see PathResult.restarts */
+  restarts: number;
   lostFrames: number;
   duplicatedFrames: number;
   silenceInserted: number;
@@ -98,10 +101,10 @@ export function renderMarkdown(r: BenchResults): string {
   L.push('');
   L.push(`**Latency** (counter-timestamp method, ${r.latency.durationS} s per path; end to end, including the client tools' own buffers):`);
   L.push('');
-  L.push('| path | p50 ms | p99 ms | lost / dup frames |');
-  L.push('|---|---:|---:|---:|');
+  L.push('| path | p50 ms | p99 ms | lost / dup frames | restarts |');
+  L.push('|---|---:|---:|---:|---:|');
   for (const [id, p] of Object.entries(r.latency.paths))
-    L.push(`| ${PATH_LABELS[id] ?? id} | ${f(p.p50Ms)} | ${f(p.p99Ms)} | ${p.lostFrames} / ${p.duplicatedFrames} |`);
+    L.push(`| ${PATH_LABELS[id] ?? id} | ${f(p.p50Ms)} | ${f(p.p99Ms)} | ${p.lostFrames} / ${p.duplicatedFrames} | ${p.restarts} |`);
   L.push('');
   L.push(`| ours vs peer | ratio p50 | ratio p99 | ours p99 - peer p99 (target <= ${f(r.targets.latency.targetMs, 2)} ms) |`);
   L.push('|---|---:|---:|---:|');
@@ -119,10 +122,10 @@ export function renderMarkdown(r: BenchResults): string {
   const e = r.exactness;
   L.push(`**Sample exactness** (${e.durationS} s counter pattern, both directions at once, clients at ${e.clientLatencyMs} ms):`);
   L.push('');
-  L.push('| direction | frames in | frames out | lost | duplicated | silence inserted | daemon xruns |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|');
-  L.push(`| pacat -> audioloop0 -> server | ${e.c2s.framesIn} | ${e.c2s.framesOut} | ${e.c2s.lostFrames} | ${e.c2s.duplicatedFrames} | ${e.c2s.silenceInserted} | ${e.c2s.daemonXruns} |`);
-  L.push(`| server -> audioloop1 -> pw-record | ${e.s2c.framesIn} | ${e.s2c.framesOut} | ${e.s2c.lostFrames} | ${e.s2c.duplicatedFrames} | ${e.s2c.silenceInserted} | ${e.s2c.daemonXruns} |`);
+  L.push('| direction | frames in | frames out | lost | duplicated | silence inserted | daemon xruns | restarts |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  L.push(`| pacat -> audioloop0 -> server | ${e.c2s.framesIn} | ${e.c2s.framesOut} | ${e.c2s.lostFrames} | ${e.c2s.duplicatedFrames} | ${e.c2s.silenceInserted} | ${e.c2s.daemonXruns} | ${e.c2s.restarts} |`);
+  L.push(`| server -> audioloop1 -> pw-record | ${e.s2c.framesIn} | ${e.s2c.framesOut} | ${e.s2c.lostFrames} | ${e.s2c.duplicatedFrames} | ${e.s2c.silenceInserted} | ${e.s2c.daemonXruns} | ${e.s2c.restarts} |`);
   L.push('');
   L.push('**DSP throughput** (one JS thread, 48 kHz stereo):');
   L.push('');

@@ -343,6 +343,7 @@ function buildResults(
       lostFrames: r.stats.lost + r.missingAtEnd,
       duplicatedFrames: r.stats.duplicated,
       silenceInserted: r.stats.silenceInserted,
+      restarts: r.restarts,
     };
   }
   const comparisons: BenchResults['latency']['comparisons'] = [];
@@ -369,6 +370,7 @@ function buildResults(
     framesIn: r.written,
     framesOut: r.stats.frames,
     bytesReceived: r.bytesReceived,
+    restarts: r.restarts,
     lostFrames: r.stats.lost + r.missingAtEnd,
     duplicatedFrames: r.stats.duplicated,
     silenceInserted: r.stats.silenceInserted,

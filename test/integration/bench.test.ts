@@ -91,6 +91,7 @@ describe('bench (npm run bench -- --quick)', function () {
       assert.ok(d.framesIn >= 48000 * res.exactness.durationS * 0.9, `${d.framesIn} frames in`);
       assert.ok(d.framesOut >= d.framesIn * 0.9, `${d.framesOut} of ${d.framesIn} frames out`);
       assert.ok(Number.isInteger(d.lostFrames) && Number.isInteger(d.duplicatedFrames) && Number.isInteger(d.daemonXruns));
+      assert.ok(d.restarts >= 0 && d.restarts <= 2);
     }
     assert.equal(res.targets.exactness.lost, res.exactness.c2s.lostFrames + res.exactness.s2c.lostFrames);
 
