@@ -12,7 +12,7 @@ import { errnoOf } from './errors';
 import { Loop, type LoopStatus } from './loop';
 import { silentLogger, type Logger } from './log';
 import { parseMetricsLine } from './bridge/metrics';
-import { controlSocketPath, formatErr, LineReader, loopSocketPath, parseOpen, ProtocolError, PROTOCOL_VERSION } from './protocol';
+import { controlSocketPath, formatErr, LineReader, loopSocketPath, parseOpen, ProtocolError, PROTOCOL_VERSION, type OpenRequest } from './protocol';
 
 export interface DaemonOptions {
   config: AudioloopConfig;
@@ -229,13 +229,41 @@ export class Daemon extends EventEmitter {
       if (line === null) return;
       cleanup();
       sock.pause();
+      let req: OpenRequest;
       try {
-        const req = parseOpen(line);
-        loop.attach(sock, req, reader.rest());
+        req = parseOpen(line);
       } catch (e) {
-        if (e instanceof ProtocolError) refuse(e.code, e.message);
-        else refuse('EIO', (e as Error).message);
+        refuse(e instanceof ProtocolError ? e.code : 'EPROTO', (e as Error).message);
+        return;
       }
+      const rest = reader.rest();
+      const attach = (): void => {
+        if (sock.destroyed) return;
+        try {
+          loop.attach(sock, req, rest);
+        } catch (e) {
+          if (e instanceof ProtocolError) refuse(e.code, e.message);
+          else refuse('EIO', (e as Error).message);
+        }
+      };
+      if (loop.state !== 'closing') {
+        attach();
+        return;
+      }
+      // The previous server has gone and its loop is being torn down (client
+      // streams ended, node removed): an open right after close() waits for
+      // that, as a device open right after close would, instead of EBUSY.
+      const onState = (st: string): void => {
+        if (st !== 'idle') return;
+        clearTimeout(limit);
+        loop.off('state', onState);
+        attach();
+      };
+      const limit = setTimeout(() => {
+        loop.off('state', onState);
+        attach();
+      }, CLOSING_WAIT_MS);
+      loop.on('state', onState);
     };
     const onEnd = (): void => {
       cleanup();
@@ -334,6 +362,9 @@ function lingeringEnd(sock: net.Socket, last: string): void {
   const t = setTimeout(() => sock.destroy(), LINGER_MS);
   sock.once('close', () => clearTimeout(t));
 }
+
+/** how long an open waits for the previous server's loop to finish closing */
+const CLOSING_WAIT_MS = 3000;
 
 /** Creates the socket directory 0700, or checks an existing one is ours and private. */
 export function prepareSocketDir(dir: string): void {
