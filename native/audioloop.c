@@ -1259,6 +1259,17 @@ static napi_value js_stream_destroy(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* [js, loop lock held] the properties of a mirrored node, shared by coreNodes and corePeers */
+static void set_node_props(napi_env env, napi_value o, const struct al_node_info *n)
+{
+	set_prop(env, o, "name", make_str(env, n->name));
+	set_prop(env, o, "mediaClass", make_str(env, n->media_class));
+	set_prop(env, o, "appName", make_str(env, n->app_name));
+	set_prop(env, o, "mediaName", make_str(env, n->media_name));
+	set_prop(env, o, "pid", make_int(env, n->pid));
+	set_prop(env, o, "clientId", make_int(env, n->client_id == SPA_ID_INVALID ? -1 : (int64_t)n->client_id));
+}
+
 /* corePeers(core, nodeId) -> [{ linkId, nodeId, name, mediaClass, appName, mediaName, pid, clientId }] */
 static napi_value js_core_peers(napi_env env, napi_callback_info info)
 {
@@ -1289,12 +1300,7 @@ static napi_value js_core_peers(napi_env env, napi_callback_info info)
 		spa_list_for_each(n, &c->nodes, link) {
 			if (n->id != peer)
 				continue;
-			set_prop(env, o, "name", make_str(env, n->name));
-			set_prop(env, o, "mediaClass", make_str(env, n->media_class));
-			set_prop(env, o, "appName", make_str(env, n->app_name));
-			set_prop(env, o, "mediaName", make_str(env, n->media_name));
-			set_prop(env, o, "pid", make_int(env, n->pid));
-			set_prop(env, o, "clientId", make_int(env, n->client_id == SPA_ID_INVALID ? -1 : (int64_t)n->client_id));
+			set_node_props(env, o, n);
 			break;
 		}
 		napi_set_element(env, arr, idx++, o);
@@ -1303,7 +1309,7 @@ static napi_value js_core_peers(napi_env env, napi_callback_info info)
 	return arr;
 }
 
-/* [js] coreNodes(core) -> [{ id, name, mediaClass, appName, pid, clientId }] */
+/* [js] coreNodes(core) -> [{ id, name, mediaClass, appName, mediaName, pid, clientId }] */
 static napi_value js_core_nodes(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -1320,11 +1326,7 @@ static napi_value js_core_nodes(napi_env env, napi_callback_info info)
 		napi_value o;
 		napi_create_object(env, &o);
 		set_prop(env, o, "id", make_int(env, n->id));
-		set_prop(env, o, "name", make_str(env, n->name));
-		set_prop(env, o, "mediaClass", make_str(env, n->media_class));
-		set_prop(env, o, "appName", make_str(env, n->app_name));
-		set_prop(env, o, "pid", make_int(env, n->pid));
-		set_prop(env, o, "clientId", make_int(env, n->client_id == SPA_ID_INVALID ? -1 : (int64_t)n->client_id));
+		set_node_props(env, o, n);
 		napi_set_element(env, arr, idx++, o);
 	}
 	pw_thread_loop_unlock(c->tl);

@@ -17,12 +17,12 @@ import { createLogger } from '../../src/log';
 import { DEFAULT_CONFIG } from '../../src/config';
 import type { AudioloopError } from '../../src/errors';
 import type { LoopStatus } from '../../src/loop';
-import type { DaemonStatus } from '../../src/daemon';
 import { frameBytes, type PcmFormat, type SampleFormat } from '../../src/format';
 import { wavHeader } from '../../src/wav';
 import { requireSoundServer } from '../helpers/soundserver';
 import { run, sleep, spawnTracked, stopTracked, waitFor } from '../helpers/proc';
 import { checkCounter, counterPcm } from '../helpers/pcm';
+import { fetchStatus } from '../../src/control';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -53,26 +53,6 @@ function rawArgs(f: PcmFormat): string[] {
   return ['--raw', `--format=${pulseFormat(f.format)}`, `--rate=${f.rate}`, `--channels=${f.channels}`];
 }
 
-/** The one control-socket command: STATUS -> JSON. */
-function fetchStatus(dir: string): Promise<DaemonStatus> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(path.join(dir, 'control'));
-    let buf = '';
-    sock.on('connect', () => sock.write('STATUS\n'));
-    sock.on('data', (d) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      sock.destroy();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as DaemonStatus);
-      } catch (e) {
-        reject(e);
-      }
-    });
-    sock.on('error', reject);
-  });
-}
 
 async function loopStatus(dir: string, instance = 0): Promise<LoopStatus> {
   const st = await fetchStatus(dir);

@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
 import { convert, fromFloat32, toFloat32 } from '../../src/dsp/convert';
 import { SAMPLE_FORMATS } from '../../src/format';
+import { mulberry32 } from '../helpers/rng';
 
-/** Deterministic PRNG (mulberry32) so failures are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function s24Bytes(values: number[]): Buffer {
   const b = Buffer.alloc(values.length * 3);

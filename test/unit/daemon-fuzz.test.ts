@@ -15,17 +15,9 @@ import { DEFAULT_CONFIG } from '../../src/config';
 import { Daemon } from '../../src/daemon';
 import { loopSocketPath } from '../../src/protocol';
 import { sleep, waitFor } from '../helpers/proc';
+import { mulberry32 } from '../helpers/rng';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 interface Outcome {
   first: string | null;

@@ -22,6 +22,7 @@ import {
   type OpenRequest,
 } from '../../src/protocol';
 import { errnoOf } from '../../src/errors';
+import { mulberry32 } from '../helpers/rng';
 
 function refuses(line: string, code: string, message?: RegExp): void {
   assert.throws(
@@ -289,17 +290,7 @@ describe('protocol: replies and round trips', function () {
   });
 });
 
-/** mulberry32: a small seeded PRNG, so a failure can be replayed */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 describe('protocol: fuzz (seeded)', function () {
   const SEED = Number(process.env.AUDIOLOOP_FUZZ_SEED ?? 20261125);
