@@ -159,26 +159,40 @@ async function measureOnce(setup: Setup, durationS: number, leadMs: number, drai
   }
 }
 
+/** Starts a player into `sink` and waits until it is connected; `ends` feed it, `finish` lets it play out (3 s at most) and stops it. */
+async function startPlayer(family: Family, sink: string, latencyMs?: number) {
+  const before = pactlCount('sink-inputs');
+  const [cmd, args] = playerArgs(family, sink, latencyMs);
+  const player = spawnChild(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  player.proc.stdin!.on('error', () => undefined);
+  await waitFor(() => pactlCount('sink-inputs') > before, 10000, `${cmd} to connect`);
+  return {
+    diag: (): string => `player ${cmd} pid ${player.pid} exit ${player.proc.exitCode} stdin buffered ${player.proc.stdin?.writableLength} stderr: ${player.stderr()}`,
+    ends: {
+      write: (b: Buffer): void => void player.proc.stdin!.write(b),
+      endWrite: () => endWithSilence(player),
+    },
+    finish: async (): Promise<void> => {
+      await Promise.race([player.exited, sleep(3000)]);
+      await stopChild(player);
+    },
+  };
+}
+
 /** ours c->s: a player into audioloopN, our server reading. */
 export function oursClientToServer(instance: number, family: Family, o: RunOptions, socketDir: string): Promise<PathResult> {
   return measure(async (onData) => {
     const srv = await openLoop(instance, { mode: 'read', format: 's16le', rate: RATE, channels: CHANNELS, socketDir, app: 'bench' });
     srv.readable.on('data', onData);
     srv.readable.on('error', () => undefined);
-    const before = pactlCount('sink-inputs');
-    const [cmd, args] = playerArgs(family, srv.node, o.clientLatencyMs);
-    const player = spawnChild(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    player.proc.stdin!.on('error', () => undefined);
-    await waitFor(() => pactlCount('sink-inputs') > before, 10000, `${cmd} to connect`);
+    const player = await startPlayer(family, srv.node, o.clientLatencyMs);
     return {
-      write: (b) => void player.proc.stdin!.write(b),
-      endWrite: () => endWithSilence(player),
+      ...player.ends,
       cleanup: async () => {
-        await Promise.race([player.exited, sleep(3000)]);
-        await stopChild(player);
+        await player.finish();
         await srv.close();
       },
-      diag: () => `player ${cmd} pid ${player.pid} exit ${player.proc.exitCode} stdin buffered ${player.proc.stdin?.writableLength} stderr: ${player.stderr()}`,
+      diag: player.diag,
     };
   }, o.durationS, o.leadMs ?? 0);
 }
@@ -215,17 +229,11 @@ export function peerPath(family: Family, sink: string, source: string | null, o:
     const rec = spawnChild(rcmd, rargs, { stdio: ['ignore', 'pipe', 'pipe'] });
     rec.proc.stdout!.on('data', onData);
     await waitFor(() => pactlCount('source-outputs') > recBefore, 10000, `${rcmd} to connect`);
-    const before = pactlCount('sink-inputs');
-    const [cmd, args] = playerArgs(family, sink, o.clientLatencyMs);
-    const player = spawnChild(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    player.proc.stdin!.on('error', () => undefined);
-    await waitFor(() => pactlCount('sink-inputs') > before, 10000, `${cmd} to connect`);
+    const player = await startPlayer(family, sink, o.clientLatencyMs);
     return {
-      write: (b) => void player.proc.stdin!.write(b),
-      endWrite: () => endWithSilence(player),
+      ...player.ends,
       cleanup: async () => {
-        await Promise.race([player.exited, sleep(3000)]);
-        await stopChild(player);
+        await player.finish();
         await stopChild(rec);
       },
     };

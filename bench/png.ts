@@ -4,7 +4,7 @@
  * loop count (ours vs pw-loopback) on the right.
  */
 import * as zlib from 'node:zlib';
-import type { BenchResults } from './report';
+import { f as fmt, type BenchResults } from './report';
 
 type RGB = [number, number, number];
 
@@ -120,10 +120,6 @@ const SHORT: Record<string, string> = {
   nullsink_pw: 'null sink pw-play/rec',
   pwloopback_pw: 'pw-loopback pw-play/rec',
 };
-
-function fmt(x: number, d = 1): string {
-  return Number.isFinite(x) ? x.toFixed(d) : 'n/a';
-}
 
 export function renderPng(r: BenchResults): Buffer {
   const W = 1200;

@@ -83,7 +83,8 @@ export const PATH_LABELS: Record<string, string> = {
   pwloopback_pw: 'pw-loopback (pw-play -> loopback -> pw-record)',
 };
 
-function f(x: number, d = 1): string {
+/** a number with `d` decimals, or n/a (shared with the plot) */
+export function f(x: number, d = 1): string {
   return Number.isFinite(x) ? x.toFixed(d) : 'n/a';
 }
 
