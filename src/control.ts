@@ -3,6 +3,7 @@
  */
 import * as net from 'node:net';
 import type { DaemonStatus } from './daemon';
+import { describeFormat } from './format';
 import { controlSocketPath } from './protocol';
 
 /** Asks the daemon serving `socketDir` for its status; rejects (ENOENT/ECONNREFUSED/ETIMEDOUT) when none answers. */
@@ -34,4 +35,25 @@ export async function fetchStatus(socketDir: string, timeoutMs = 5000): Promise<
 /** `paplay (pid 1234)`, `paplay`, or `?`: how status and top name a process */
 export function who(app: string | null | undefined, pid: number | null | undefined): string {
   return `${app ?? '?'}${pid ? ` (pid ${pid})` : ''}`;
+}
+
+/** The columns `status` and `top` both start a loop's row with. */
+export const LOOP_HEAD: readonly string[] = ['LOOP', 'STATE', 'MODE', 'FORMAT', 'SERVER', 'CLIENTS'];
+
+/** A loop's cells under LOOP_HEAD. */
+export function loopCells(l: DaemonStatus['loops'][number]): string[] {
+  return [
+    l.node,
+    l.state,
+    l.mode ?? '-',
+    l.format ? describeFormat(l.format) : '-',
+    l.server ? who(l.server.app, l.server.pid) : '-',
+    l.clients.length ? l.clients.map((c) => who(c.appName ?? c.name, c.pid)).join(', ') : '-',
+  ];
+}
+
+/** Rows as left-aligned columns two spaces apart, trailing blanks trimmed. */
+export function alignColumns(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
 }

@@ -13,7 +13,7 @@ import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
 import { openServer } from '../client';
-import { fetchStatus, who } from '../control';
+import { alignColumns, fetchStatus, loopCells, LOOP_HEAD } from '../control';
 import { cmdTop, TOP_HELP } from './top';
 import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } from '../format';
 import { openWavStream, WavFileWriter } from '../wav';
@@ -321,22 +321,9 @@ async function cmdStatus(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(st, null, 2) + '\n');
     return EXIT.OK;
   }
-  const rows = [['LOOP', 'STATE', 'MODE', 'FORMAT', 'SERVER', 'CLIENTS', 'BYTES', 'XRUNS']];
-  for (const l of st.loops) {
-    rows.push([
-      l.node,
-      l.state,
-      l.mode ?? '-',
-      l.format ? describeFormat(l.format) : '-',
-      l.server ? who(l.server.app, l.server.pid) : '-',
-      l.clients.length ? l.clients.map((c) => who(c.appName ?? c.name, c.pid)).join(', ') : '-',
-      String(l.bytes),
-      String(l.xruns),
-    ]);
-  }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const rows = [[...LOOP_HEAD, 'BYTES', 'XRUNS'], ...st.loops.map((l) => [...loopCells(l), String(l.bytes), String(l.xruns)])];
   process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
-  for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  for (const line of alignColumns(rows)) process.stdout.write(line + '\n');
   for (const l of st.loops) if (l.bridge) process.stdout.write(describeMetrics(l.node, l.bridge) + '\n');
   return EXIT.OK;
 }

@@ -5,9 +5,8 @@
  * with --once) it prints frames one after another.
  */
 import { parseArgs } from 'node:util';
-import { fetchStatus, who } from '../control';
+import { alignColumns, fetchStatus, loopCells, LOOP_HEAD } from '../control';
 import type { DaemonStatus } from '../daemon';
-import { describeFormat } from '../format';
 import { defaultSocketDir } from '../protocol';
 import { SILENCE_DB } from '../dsp/level';
 
@@ -56,34 +55,25 @@ export function renderTop(st: DaemonStatus, o: RenderOptions): string {
       `  loops: ${st.loops.length}, running: ${st.loops.filter((l) => l.state === 'running').length}`,
   );
   lines.push('');
-  const head = ['LOOP', 'STATE', 'MODE', 'FORMAT', 'SERVER', 'CLIENT', 'LEVEL dBFS', 'XRUNS', 'FILL'];
-  const rows: string[][] = [];
+  const rows: string[][] = [[...LOOP_HEAD, 'LEVEL dBFS', 'XRUNS', 'FILL']];
   for (const l of st.loops) {
-    const client = l.clients.length ? l.clients.map((k) => who(k.appName ?? k.name, k.pid)).join(', ') : '-';
-    const server = l.server ? who(l.server.app, l.server.pid) : '-';
     const levels = l.levels ?? null;
     const peak = levels && levels.length ? Math.max(...levels) : SILENCE_DB;
+    const cells = loopCells(l);
+    if (l.retiring) cells[0] += '*';
     rows.push([
-      l.node + ((l as { retiring?: boolean }).retiring ? '*' : ''),
-      l.state,
-      l.mode ?? '-',
-      l.format ? describeFormat(l.format) : '-',
-      server,
-      client,
+      ...cells,
       levels ? `${meterBar(peak, 16)} ${levels.map(fmtDb).join('/')}` : '-',
       String(l.xruns),
       l.size ? `${Math.round((100 * l.fill) / l.size)}%` : '-',
     ]);
   }
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fit = (s: string): string => (s.length > o.width ? s.slice(0, o.width) : s);
-  lines.push(fit(head.map((h, i) => h.padEnd(widths[i]!)).join('  ').trimEnd()));
-  for (const r of rows) {
-    const text = r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
-    const state = r[1]!;
-    lines.push(o.color ? fit(text).replace(state, c(stateColor[state] ?? '0', state)) : fit(text));
-  }
-  if (st.loops.some((l) => (l as { retiring?: boolean }).retiring)) lines.push('', '* removed from the config; goes when its server closes');
+  alignColumns(rows).forEach((text, r) => {
+    const state = rows[r]![1]!;
+    lines.push(r > 0 && o.color ? fit(text).replace(state, c(stateColor[state] ?? '0', state)) : fit(text));
+  });
+  if (st.loops.some((l) => l.retiring)) lines.push('', '* removed from the config; goes when its server closes');
   return lines.join('\n') + '\n';
 }
 
