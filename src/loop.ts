@@ -300,7 +300,6 @@ export class Loop extends EventEmitter {
     const ep = s.ep;
     if (this.s !== s || s.req.mode !== 'read' || !ep) return;
     if (this._state !== 'running' && this._state !== 'draining') return;
-    if (ep.destroyed && ep.stats().fill === 0 && this._state === 'running') return;
     while (!s.socket.destroyed && s.socket.writable) {
       if (s.socket.writableNeedDrain) {
         if (!s.waitDrain) {
@@ -313,7 +312,7 @@ export class Loop extends EventEmitter {
         return;
       }
       const buf = Buffer.allocUnsafe(READ_CHUNK - (READ_CHUNK % s.frame));
-      const n = ep.destroyed && ep.stats().fill === 0 ? 0 : ep.read(buf);
+      const n = ep.read(buf); // a failed endpoint hands out what it had captured, then 0
       if (n === 0) break;
       s.bytes += n;
       const out = n === buf.length ? buf : buf.subarray(0, n);

@@ -216,6 +216,8 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   readonly options: Readonly<EndpointOptions>;
   readonly nodeId = nextNodeId++;
   private ring: Ring | null;
+  /** after fail(): what a sink had captured; read() hands it out */
+  private leftover: Buffer | null = null;
   private readonly frame: number;
   private readonly wake: number;
   private _clientActive = false;
@@ -254,7 +256,13 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   }
 
   read(buf: Buffer): number {
-    if (!this.ring) throw makeError('EBADF', 'read');
+    if (!this.ring) {
+      if (!this.leftover) throw makeError('EBADF', 'read');
+      const n = Math.min(this.leftover.length, buf.length - (buf.length % this.frame));
+      this.leftover.copy(buf, 0, 0, n);
+      this.leftover = this.leftover.subarray(n);
+      return n;
+    }
     if (this.options.direction !== 'sink') throw makeError('EINVAL', 'read', 'read on a source endpoint');
     const n = Math.min(buf.length, this.ring.fill);
     return this.ring.read(buf, n - (n % this.frame));
@@ -273,7 +281,7 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
 
   stats(): EndpointStats {
     if (!this.ring) {
-      return { state: 'destroyed', nodeId: -1, fill: 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
+      return { state: 'destroyed', nodeId: -1, fill: this.leftover?.length ?? 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
     }
     return {
       state: this.running().length > 0 ? 'streaming' : 'paused',
@@ -328,9 +336,13 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
     this.emit('destroyed');
   }
 
-  /** @internal the sound server went away */
+  /** @internal the sound server went away; a sink keeps what it had captured (see Endpoint.read) */
   fail(err: Error): void {
     if (!this.ring) return;
+    if (this.options.direction === 'sink') {
+      const tail = Buffer.alloc(this.ring.fill);
+      this.leftover = tail.subarray(0, this.ring.read(tail));
+    }
     this.destroy();
     this.emit('error', err);
   }

@@ -110,7 +110,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   private _clientActive = false;
   private nodeId = -1;
   private peerKey = '';
-  /** sink data still in the ring when the sound server went away; read() hands it out */
+  /** after fail(): sink data still in the ring when the sound server went away; read() hands it out */
   private leftover: Buffer | null = null;
 
   constructor(
@@ -233,12 +233,8 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   fail(err: Error): void {
     if (!this.handle) return;
     if (this.options.direction === 'sink') {
-      const st = this.native.streamStats(this.handle);
-      if (st.fill > 0) {
-        const tail = Buffer.allocUnsafe(st.fill);
-        const n = this.native.streamRead(this.handle, tail);
-        if (n > 0) this.leftover = tail.subarray(0, n);
-      }
+      const tail = Buffer.allocUnsafe(this.native.streamStats(this.handle).fill);
+      this.leftover = tail.subarray(0, Math.max(0, this.native.streamRead(this.handle, tail)));
     }
     this.destroy();
     this.emit('error', err);

@@ -71,7 +71,11 @@ export interface Endpoint extends EventEmitter {
   /** true between 'client-start' and 'client-stop' */
   readonly clientActive: boolean;
   readonly destroyed: boolean;
-  /** sink: copies up to buf.length bytes (whole frames) out of the ring */
+  /**
+   * sink: copies up to buf.length bytes (whole frames) out of the ring.
+   * After the endpoint failed (sound server gone), it hands out what the
+   * ring had captured, then returns 0; after destroy(), EBADF.
+   */
   read(buf: Buffer): number;
   /** source: copies whole frames of buf into the ring, returns bytes taken */
   write(buf: Buffer): number;

@@ -56,6 +56,30 @@ describe('memory backend', function () {
     assert.equal(b.endpoint('n1'), src);
   });
 
+  it('a sink that failed hands out what it had captured, then 0; an explicitly destroyed one is EBADF', async function () {
+    const b = new MemoryBackend({ quantum: 1024 });
+    const ep = b.createEndpoint(opts('sink', { ringBytes: 8192 }));
+    ep.on('error', () => undefined);
+    const c = ep.connectClient().start();
+    await settle();
+    const pcm = counterPcm('s16le', 2, 1500);
+    c.play(pcm);
+    b.clock.step(2);
+    assert.equal(ep.stats().fill, 6000);
+    b.lose();
+    assert.ok(ep.destroyed);
+    assert.equal(ep.stats().fill, 6000, 'still there after the failure');
+    const buf = Buffer.alloc(4001); // not whole frames: 4000 taken
+    assert.equal(ep.read(buf), 4000);
+    assert.deepEqual(buf.subarray(0, 4000), pcm.subarray(0, 4000));
+    assert.equal(ep.read(buf), 2000);
+    assert.deepEqual(buf.subarray(0, 2000), pcm.subarray(4000, 6000));
+    assert.equal(ep.read(buf), 0, 'then nothing');
+    const other = new MemoryBackend().createEndpoint(opts('sink'));
+    other.destroy();
+    assert.throws(() => other.read(buf), { code: 'EBADF' });
+  });
+
   it('sink: events in order, clientActive changes when delivered, overruns counted, whole frames read', async function () {
     const b = new MemoryBackend({ quantum: 1024 });
     const ep = b.createEndpoint(opts('sink', { ringBytes: 8192, wakeBytes: 4096 }));
