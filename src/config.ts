@@ -1,5 +1,15 @@
 /**
- * The daemon config file (conf/audioloop.conf).
+ * The daemon config file, and where the daemon looks for it (findConfig):
+ *
+ *     1. -c FILE                                  (the command line)
+ *     2. $XDG_CONFIG_HOME/audioloop/audioloop.conf (default ~/.config/audioloop/audioloop.conf)
+ *     3. /etc/audioloop/audioloop.conf             ($AUDIOLOOP_SYSCONFDIR instead of /etc, for tests)
+ *     4. the built-in defaults (DEFAULT_CONFIG)
+ *
+ * The first file that exists is the one read; the others are not merged in.
+ * The checkout's conf/audioloop.conf is the documented example (every key at
+ * its default); scripts/install-service.sh copies it to place 2 when none of
+ * the places has a file.
  *
  * Syntax, one setting per line:
  *
@@ -17,7 +27,9 @@
  *
  *     conf/audioloop.conf:3: audioloop_instances = 40 is invalid: allowed values are integers 1-16
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -177,4 +189,64 @@ export function loadConfig(file: string, options?: { optional?: boolean }): Audi
     throw new ConfigError(reason, { file }, { cause: err });
   }
   return parseConfig(text, file);
+}
+
+/** The system config directory; $AUDIOLOOP_SYSCONFDIR replaces it (tests, staged installs). */
+export const SYSCONFDIR = '/etc';
+
+/** Where the config file was found. */
+export type ConfigSource = 'command line' | 'user' | 'system' | 'defaults';
+
+export interface ConfigLocation {
+  /** the file to read, or null: none of the places has one, use the built-in defaults */
+  file: string | null;
+  source: ConfigSource;
+  /** the places searched, in order (without -c) */
+  searched: string[];
+}
+
+/**
+ * The config files the daemon looks for, in order (after -c):
+ * `$XDG_CONFIG_HOME/audioloop/audioloop.conf` (an unset, empty or relative
+ * XDG_CONFIG_HOME means `$HOME/.config`, as the XDG base directory spec
+ * says), then `$AUDIOLOOP_SYSCONFDIR/audioloop/audioloop.conf` (default /etc).
+ */
+export function configSearchPath(env: NodeJS.ProcessEnv = process.env): { user: string; system: string } {
+  const xdg = env.XDG_CONFIG_HOME;
+  const home = env.HOME || homedir();
+  const userDir = xdg && isAbsolute(xdg) ? xdg : join(home, '.config');
+  const sysconf = env.AUDIOLOOP_SYSCONFDIR || SYSCONFDIR;
+  return { user: join(userDir, 'audioloop', 'audioloop.conf'), system: join(sysconf, 'audioloop', 'audioloop.conf') };
+}
+
+/** Whether a path names something (ENOENT/ENOTDIR: no; anything else, e.g. EACCES on the file, counts as there). */
+function present(file: string): boolean {
+  try {
+    statSync(file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== 'ENOENT' && code !== 'ENOTDIR';
+  }
+}
+
+/**
+ * Chooses the config file: `explicit` (-c) if given (it need not exist:
+ * loadConfig then says "not found"), else the first of configSearchPath()
+ * that exists. A file that exists but cannot be read or parsed is not
+ * skipped: loadConfig reports it.
+ */
+export function findConfig(explicit?: string, env: NodeJS.ProcessEnv = process.env): ConfigLocation {
+  const { user, system } = configSearchPath(env);
+  const searched = [user, system];
+  if (explicit !== undefined) return { file: explicit, source: 'command line', searched };
+  if (present(user)) return { file: user, source: 'user', searched };
+  if (present(system)) return { file: system, source: 'system', searched };
+  return { file: null, source: 'defaults', searched };
+}
+
+/** One line for the log: which file was read, or that none was found. */
+export function describeConfigLocation(loc: ConfigLocation): string {
+  if (loc.file !== null) return `config ${loc.file} (${loc.source === 'command line' ? '-c' : loc.source === 'user' ? 'user config' : 'system config'})`;
+  return `no config file (searched ${loc.searched.join(', ')}): built-in defaults`;
 }

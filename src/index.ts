@@ -14,7 +14,7 @@ export { Daemon, type DaemonOptions, type DaemonStatus, type ReloadResult } from
 export type { LoopState, LoopStatus } from './loop';
 export { makeError, errnoError, isErrorWithCode, type AudioloopError } from './errors';
 export { SAMPLE_FORMATS, FORMAT_INFO, frameBytes, bytesPerSecond, validateFormat, describeFormat, type SampleFormat, type PcmFormat } from './format';
-export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG, type AudioloopConfig } from './config';
+export { loadConfig, parseConfig, findConfig, configSearchPath, ConfigError, DEFAULT_CONFIG, type AudioloopConfig, type ConfigLocation } from './config';
 export { WavFileWriter, readWavFile, openWavStream, parseWavHeader, wavHeader } from './wav';
 export { PipeWireBackend } from './backend/pipewire';
 export type { Backend, Endpoint, EndpointOptions, EndpointStats, ClientInfo } from './backend/types';

@@ -5,10 +5,9 @@
  * 5 the client went away before everything was played.
  */
 import { parseArgs } from 'node:util';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
+import { ConfigError, configSearchPath, DEFAULT_CONFIG, describeConfigLocation, findConfig, loadConfig, type ConfigLocation, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
 import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
@@ -26,8 +25,35 @@ export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, RESET
 
 class UsageError extends Error {}
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const DEFAULT_CONF = path.join(ROOT, 'conf', 'audioloop.conf');
+/** `audioloop daemon --help`: the config search with this environment's paths, and which one is there now. */
+function daemonHelp(): string {
+  const { user, system } = configSearchPath();
+  const found = findConfig();
+  const mark = (f: string): string => (found.file === f ? '   <- found, read' : '');
+  return `usage: audioloop daemon [options]
+
+  -c, --config FILE       config file; without -c the first that exists of
+                            ${user}${mark(user)}
+                            ${system}${mark(system)}
+                          ($XDG_CONFIG_HOME, default ~/.config; $AUDIOLOOP_SYSCONFDIR
+                          replaces /etc), else the built-in defaults${found.file === null ? ' (so here: defaults)' : ''}
+  -n, --instances N       number of loops, 1-16 (overrides audioloop_instances)
+  -s, --socket-dir DIR    socket directory (default: $XDG_RUNTIME_DIR/audioloop)
+      --sound-server M    auto (default): use the running sound server, or start a
+                          private headless PipeWire if none runs; system: never start
+                          one; embedded: always start a private one
+      --runtime-dir DIR   where the embedded sound server lives
+                          (default: /tmp/audioloop-pw-<uid>)
+      --log-level L       error, warn, info (default) or debug
+      --log-format F      text (default) or json (one object per line)
+  -h, --help
+
+The log's first line names the config file read. Signals: SIGTERM/SIGINT
+stop (servers get ECONNRESET, client streams are ended, nodes and sockets
+removed); SIGHUP reads the same config file again (with none at start: the
+search runs again): instances are added or removed without disturbing
+active loops.`;
+}
 
 const HELP: Record<string, string> = {
   main: `usage: audioloop <command> [options]
@@ -53,23 +79,6 @@ exit status:
   3  no daemon answers (start one with "audioloop daemon")
   4  the loop refused the open: EBUSY (another server has it), EINVAL, ENODEV
   5  play: the client went away before the whole file was played (ECONNRESET)`,
-  daemon: `usage: audioloop daemon [options]
-
-  -c, --config FILE       config file (default: ${DEFAULT_CONF} if present)
-  -n, --instances N       number of loops, 1-16 (overrides audioloop_instances)
-  -s, --socket-dir DIR    socket directory (default: $XDG_RUNTIME_DIR/audioloop)
-      --sound-server M    auto (default): use the running sound server, or start a
-                          private headless PipeWire if none runs; system: never start
-                          one; embedded: always start a private one
-      --runtime-dir DIR   where the embedded sound server lives
-                          (default: /tmp/audioloop-pw-<uid>)
-      --log-level L       error, warn, info (default) or debug
-      --log-format F      text (default) or json (one object per line)
-  -h, --help
-
-Signals: SIGTERM/SIGINT stop (servers get ECONNRESET, client streams are
-ended, nodes and sockets removed); SIGHUP reads the config file again:
-instances are added or removed without disturbing active loops.`,
   record: `usage: audioloop record N FILE.wav [options]
 
 Opens the server end of loop N read-only; audioloopN appears as a sink.
@@ -139,10 +148,11 @@ async function cmdDaemon(argv: string[]): Promise<number> {
   if (values['log-format'] !== undefined && !(LOG_FORMATS as readonly string[]).includes(values['log-format'])) {
     throw new UsageError(`--log-format must be one of ${LOG_FORMATS.join(', ')}`);
   }
-  const confFile = values.config ?? (fs.existsSync(DEFAULT_CONF) ? DEFAULT_CONF : null);
+  /** the file found at start; SIGHUP reads it again (with none, it searches again) */
+  let where: ConfigLocation = findConfig(values.config);
   /** the config file with the command line's overrides on top (again on SIGHUP) */
   const readConfig = (): AudioloopConfig => {
-    let c: AudioloopConfig = confFile ? loadConfig(confFile) : { ...DEFAULT_CONFIG };
+    let c: AudioloopConfig = where.file !== null ? loadConfig(where.file) : { ...DEFAULT_CONFIG };
     if (inst !== undefined) c = { ...c, audioloopInstances: inst };
     if (values['log-level'] !== undefined) c = { ...c, logLevel: values['log-level'] as LogLevel };
     if (values['log-format'] !== undefined) c = { ...c, logFormat: values['log-format'] as LogFormat };
@@ -152,6 +162,7 @@ async function cmdDaemon(argv: string[]): Promise<number> {
   const mode = values['sound-server'] ?? 'auto';
   if (!['auto', 'system', 'embedded'].includes(mode)) throw new UsageError('--sound-server must be auto, system or embedded');
   const log = createLogger(config.logLevel, 'audioloop', undefined, config.logFormat);
+  log.info(describeConfigLocation(where), { config: where.file, source: where.source });
   // the socket dir comes from the caller's environment, before any embedded server changes it
   const socketDir = values['socket-dir'] ?? config.socketDir ?? defaultSocketDir();
 
@@ -182,7 +193,8 @@ async function cmdDaemon(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     process.on('SIGHUP', () => {
-      log.info(`SIGHUP: reloading ${confFile ?? '(no config file: defaults)'}`);
+      if (where.file === null) where = findConfig();
+      log.info(`SIGHUP: reloading ${describeConfigLocation(where)}`, { config: where.file, source: where.source });
       daemon.reload().catch(() => undefined); // a bad file is logged and changes nothing
     });
   });
@@ -330,7 +342,7 @@ async function cmdStatus(argv: string[]): Promise<number> {
 
 
 function help(topic: string): number {
-  process.stdout.write(HELP[topic] + '\n');
+  process.stdout.write((topic === 'daemon' ? daemonHelp() : HELP[topic]) + '\n');
   return EXIT.OK;
 }
 
@@ -342,7 +354,7 @@ export async function main(argv: string[]): Promise<number> {
       case '-h':
       case '--help':
       case 'help':
-        return help(rest[0] && HELP[rest[0]] ? rest[0] : 'main');
+        return help(rest[0] && (HELP[rest[0]] || rest[0] === 'daemon') ? rest[0] : 'main');
       case '--version':
         process.stdout.write('audioloop 0.1.0\n');
         return EXIT.OK;
@@ -364,7 +376,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UsageError || (e as { code?: string }).code === 'EUSAGE') {
-      process.stderr.write(`audioloop: ${(e as Error).message}\n${cmd && HELP[cmd] ? `Run "audioloop ${cmd} --help".` : 'Run "audioloop --help".'}\n`);
+      process.stderr.write(`audioloop: ${(e as Error).message}\n${cmd && (HELP[cmd] || cmd === 'daemon') ? `Run "audioloop ${cmd} --help".` : 'Run "audioloop --help".'}\n`);
       return EXIT.USAGE;
     }
     if (e instanceof ConfigError) {

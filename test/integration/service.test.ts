@@ -1,7 +1,9 @@
 /**
  * The systemd user unit: rendered for this checkout, its ExecStart runs the
- * daemon for real (against the test's PipeWire), ExecReload's SIGHUP keeps
- * it serving, and SIGTERM stops it cleanly with exit status 0.
+ * daemon for real (against the test's PipeWire) with the daemon's own config
+ * search (a temporary XDG_CONFIG_HOME here), ExecReload's SIGHUP re-reads
+ * that file and keeps it serving, and SIGTERM stops it cleanly with exit
+ * status 0.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -41,9 +43,10 @@ describe('systemd user unit (conf/audioloop.service)', function () {
     assert.equal(unitField(unit, 'ExecReload'), '/bin/kill -HUP $MAINPID');
     assert.equal(unitField(unit, 'Restart'), 'on-failure');
     assert.equal(unitField(unit, 'RestartPreventExitStatus'), '2', 'a bad config (exit 2) is not restarted in a loop');
-    const [node, script] = unitField(unit, 'ExecStart').split(' ');
+    const [node, script, ...args] = unitField(unit, 'ExecStart').split(' ');
     assert.ok(fs.existsSync(node!), node);
     assert.equal(script, path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
+    assert.deepEqual(args, ['daemon', '--sound-server', 'system'], 'no -c: the config is found where Linux keeps it');
   });
 
   it('passes systemd-analyze verify (where systemd is installed)', async function () {
@@ -56,16 +59,25 @@ describe('systemd user unit (conf/audioloop.service)', function () {
     assert.equal(v.stderr.trim(), '', 'no warnings');
   });
 
-  it("ExecStart serves, survives ExecReload's SIGHUP, and SIGTERM exits 0", async function () {
+  it("ExecStart serves with ~/.config/audioloop/audioloop.conf, ExecReload's SIGHUP re-reads it, and SIGTERM exits 0", async function () {
     const [node, ...args] = unitField(unit, 'ExecStart').split(' ');
     const dir = path.join(tmp, 'sock');
-    const d = spawnTracked(node!, [...args, '-s', dir]);
+    const conf = path.join(tmp, 'xdg', 'audioloop', 'audioloop.conf');
+    fs.mkdirSync(path.dirname(conf), { recursive: true });
+    fs.writeFileSync(conf, 'audioloop_instances = 2\n');
+    const env = { ...process.env, XDG_CONFIG_HOME: path.join(tmp, 'xdg'), AUDIOLOOP_SYSCONFDIR: path.join(tmp, 'etc') };
+    const d = spawnTracked(node!, [...args, '-s', dir], { env });
     const st = await waitFor(() => fetchStatus(dir).catch(() => null), 10000, 'the service to answer');
     assert.equal(st.soundServer.connected, true);
     assert.equal(st.pid, d.pid);
+    assert.equal(st.loops.length, 2, 'audioloop_instances from the user config');
+    assert.ok(d.stderr().includes(`config ${conf} (user config)`), d.stderr());
+    fs.writeFileSync(conf, 'audioloop_instances = 3\n');
     process.kill(d.pid, 'SIGHUP');
     await waitFor(() => d.stderr().includes('reloaded'), 5000, 'the reload');
-    assert.equal((await fetchStatus(dir)).pid, d.pid, 'still the same daemon');
+    const after = await fetchStatus(dir);
+    assert.equal(after.pid, d.pid, 'still the same daemon');
+    assert.equal(after.loops.length, 3, 'the same file, read again');
     process.kill(d.pid, 'SIGTERM');
     const fin = await d.done;
     assert.equal(fin.code, 0, fin.stderr);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CONFIG_KEYS, ConfigError, DEFAULT_CONFIG, loadConfig, parseConfig, type AudioloopConfig } from '../../src/config';
+import { CONFIG_KEYS, ConfigError, configSearchPath, DEFAULT_CONFIG, describeConfigLocation, findConfig, loadConfig, parseConfig, SYSCONFDIR, type AudioloopConfig } from '../../src/config';
 
 const FILE = 'conf/audioloop.conf';
 
@@ -284,6 +284,47 @@ describe('config', () => {
       writeFileSync(file, 'log_level = loud\n');
       const err = configError(() => loadConfig(file, { optional: true }));
       assert.equal(err.key, 'log_level');
+    });
+  });
+
+  describe('search (findConfig)', () => {
+    let dir: string;
+    beforeEach(() => {
+      dir = mkdtempSync(join(tmpdir(), 'audioloop-find-'));
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('the places: $XDG_CONFIG_HOME (absolute only, else $HOME/.config), then $AUDIOLOOP_SYSCONFDIR or /etc', () => {
+      assert.equal(SYSCONFDIR, '/etc');
+      assert.deepEqual(configSearchPath({ HOME: '/home/u' }), {
+        user: '/home/u/.config/audioloop/audioloop.conf',
+        system: '/etc/audioloop/audioloop.conf',
+      });
+      assert.equal(configSearchPath({ HOME: '/home/u', XDG_CONFIG_HOME: '/x/cfg' }).user, '/x/cfg/audioloop/audioloop.conf');
+      assert.equal(configSearchPath({ HOME: '/home/u', XDG_CONFIG_HOME: 'rel' }).user, '/home/u/.config/audioloop/audioloop.conf');
+      assert.equal(configSearchPath({ HOME: '/home/u', XDG_CONFIG_HOME: '' }).user, '/home/u/.config/audioloop/audioloop.conf');
+      assert.equal(configSearchPath({ HOME: '/h', AUDIOLOOP_SYSCONFDIR: '/opt/etc' }).system, '/opt/etc/audioloop/audioloop.conf');
+    });
+
+    it('takes -c first (even when missing), then the first place that exists, then the defaults', () => {
+      const env = { HOME: join(dir, 'home'), XDG_CONFIG_HOME: join(dir, 'xdg'), AUDIOLOOP_SYSCONFDIR: join(dir, 'etc') };
+      const { user, system } = configSearchPath(env);
+      assert.deepEqual(findConfig(undefined, env), { file: null, source: 'defaults', searched: [user, system] });
+      assert.equal(describeConfigLocation(findConfig(undefined, env)), `no config file (searched ${user}, ${system}): built-in defaults`);
+      mkdirSync(join(dir, 'etc', 'audioloop'), { recursive: true });
+      writeFileSync(system, '');
+      assert.deepEqual(findConfig(undefined, env), { file: system, source: 'system', searched: [user, system] });
+      mkdirSync(join(dir, 'xdg', 'audioloop'), { recursive: true });
+      writeFileSync(user, '');
+      assert.equal(findConfig(undefined, env).file, user);
+      assert.equal(describeConfigLocation(findConfig(undefined, env)), `config ${user} (user config)`);
+      const missing = join(dir, 'none.conf');
+      assert.deepEqual(findConfig(missing, env), { file: missing, source: 'command line', searched: [user, system] });
+      // a directory in place of the file is there (loadConfig reports EISDIR), not skipped
+      rmSync(user);
+      mkdirSync(user);
+      assert.equal(findConfig(undefined, env).file, user);
+      assert.match(configError(() => loadConfig(user)).message, /EISDIR/);
     });
   });
 
