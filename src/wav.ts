@@ -494,3 +494,91 @@ export async function openWavStream(path: string): Promise<{ format: PcmFormat; 
   const stream = fh.createReadStream({ start: header.dataOffset, end: header.dataOffset + header.length - 1 });
   return { format: header.format, stream };
 }
+
+/**
+ * Reads a WAV header from a stream (a pipe: stdin), as sox and ffmpeg write
+ * it there: data size 0 or 0xFFFFFFFF ("until end of stream"), or a size
+ * that may be larger than what follows (sox's guess). Returns the format and
+ * a stream of the PCM data only, in whole frames (a trailing partial frame is
+ * dropped), ending at the declared size or at the end of the input,
+ * whichever comes first. Throws WavFormatError for input that is not WAV.
+ */
+export async function readWavFromStream(input: NodeJS.ReadableStream, name = 'stdin'): Promise<{ format: PcmFormat; stream: Readable }> {
+  const it = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  let buf: Buffer = Buffer.alloc(0);
+  /** stream offset of buf[0] */
+  let base = 0;
+  let ended = false;
+  const pull = async (): Promise<boolean> => {
+    if (ended) return false;
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      return false;
+    }
+    const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : (r.value as Buffer);
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    return true;
+  };
+  const readSeq = async (offset: number, length: number): Promise<Buffer> => {
+    // the walker asks for increasing offsets: what lies before is skipped
+    for (;;) {
+      if (offset > base) {
+        const skip = Math.min(offset - base, buf.length);
+        buf = buf.subarray(skip);
+        base += skip;
+      }
+      if (offset === base && buf.length >= length) return buf.subarray(0, length);
+      if (!(await pull())) return offset === base ? buf.subarray(0, length) : Buffer.alloc(0);
+    }
+  };
+  let header: WavHeaderInfo;
+  try {
+    const walker = walkWav();
+    let step = walker.next();
+    while (!step.done) step = walker.next(Buffer.from(await readSeq(step.value.offset, step.value.length)));
+    header = step.value;
+  } catch (err) {
+    if (err instanceof WavFormatError) err.message = `${name}: ${err.message}`;
+    throw err;
+  }
+  await readSeq(header.dataOffset, 0);
+  const fb = frameBytes(header.format);
+  let left = header.dataBytes === null ? Infinity : header.dataBytes - (header.dataBytes % fb);
+  async function* pcm(): AsyncGenerator<Buffer> {
+    let carry: Buffer = buf;
+    buf = Buffer.alloc(0);
+    for (;;) {
+      if (left <= 0) return;
+      const whole = Math.min(carry.length - (carry.length % fb), left);
+      if (whole > 0) {
+        yield carry.subarray(0, whole);
+        left -= whole;
+        carry = carry.subarray(whole);
+      }
+      if (left <= 0) return;
+      const r = await it.next();
+      if (r.done) return; // a trailing partial frame is dropped
+      const chunk = r.value as Buffer;
+      carry = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+    }
+  }
+  return { format: header.format, stream: Readable.from(pcm(), { objectMode: false }) };
+}
+
+/** Raw PCM from a stream, cut into whole frames (a trailing partial frame is dropped). */
+export function wholeFrames(input: NodeJS.ReadableStream, fmt: PcmFormat): Readable {
+  const fb = frameBytes(fmt);
+  async function* pcm(): AsyncGenerator<Buffer> {
+    let carry: Buffer = Buffer.alloc(0);
+    for await (const c of input as AsyncIterable<Buffer>) {
+      carry = carry.length ? Buffer.concat([carry, c]) : c;
+      const whole = carry.length - (carry.length % fb);
+      if (whole > 0) {
+        yield carry.subarray(0, whole);
+        carry = carry.subarray(whole);
+      }
+    }
+  }
+  return Readable.from(pcm(), { objectMode: false });
+}

@@ -14,8 +14,8 @@ import { controlSocketPath, defaultSocketDir } from '../protocol';
 import { openServer } from '../client';
 import { alignColumns, fetchStatus, loopCells, LOOP_HEAD } from '../control';
 import { cmdTop, TOP_HELP } from './top';
-import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type SampleFormat } from '../format';
-import { openWavStream, WavFileWriter } from '../wav';
+import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type PcmFormat, type SampleFormat } from '../format';
+import { openWavStream, readWavFromStream, WavFileWriter, wavHeader, wholeFrames } from '../wav';
 import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
 import type { Backend } from '../backend/types';
 import { BRIDGE_HELP } from '../bridge/help';
@@ -63,8 +63,10 @@ loop N; while it does, the device audioloopN exists on the sound server.
 
 commands:
   daemon             run the daemon (creates the loop sockets)
-  record N FILE.wav  open loop N for reading and record what clients play (like ossrecord)
-  play N FILE.wav    open loop N for writing and play FILE.wav to clients that record
+  record N FILE.wav  open loop N for reading and record what clients play (like ossrecord);
+                     FILE "-" is stdout (a streaming WAV, or raw PCM with --raw)
+  play N FILE.wav    open loop N for writing and play FILE.wav to clients that record;
+                     FILE "-" is stdin (WAV, or raw PCM with --raw -f -r -c)
   status [--json]    show every loop: state, format, server, clients, bytes, xruns
   top                live view of every loop with level meters
   bridge N --send rtp://HOST:PORT | --receive rtp://BIND:PORT
@@ -85,6 +87,13 @@ Opens the server end of loop N read-only; audioloopN appears as a sink.
 Waits for a client to start playing, then records until it stops
 (ECONNRESET) or Ctrl-C. The WAV file is valid in every case.
 
+FILE "-" writes to stdout: a WAV header with unknown length (RIFF and data
+sizes 0xFFFFFFFF, which sox, ffmpeg and streaming readers take as "until the
+end of the stream"), then the PCM; the end of the stream (ECONNRESET) closes
+stdout and exits 0, as does a reader that closes the pipe (EPIPE).
+Messages go to stderr.
+
+      --raw           no WAV header: raw interleaved PCM in the -f/-r/-c format
   -f, --format F      ${SAMPLE_FORMATS.join(', ')} (default s16le)
   -r, --rate R        8000-192000 (default 48000)
   -c, --channels C    1-8 (default 2)
@@ -97,6 +106,14 @@ Opens the server end of loop N write-only with the format of FILE.wav;
 audioloopN appears as a source. Waits for a client to start recording,
 plays the file, and waits until the client has it all.
 
+FILE "-" reads stdin: a WAV stream (as \`sox ... -t wav -\` or
+\`ffmpeg ... -f wav -\` write it: a data size of 0, 0xFFFFFFFF or larger than
+what follows means "until the end of the stream"), or raw PCM with --raw.
+
+      --raw           FILE is raw interleaved PCM in the -f/-r/-c format
+  -f, --format F      with --raw: ${SAMPLE_FORMATS.join(', ')} (default s16le)
+  -r, --rate R        with --raw: 8000-192000 (default 48000)
+  -c, --channels C    with --raw: 1-8 (default 2)
   -s, --socket-dir DIR
   -q, --quiet
   -h, --help`,
@@ -219,11 +236,57 @@ function exitFor(e: unknown): number {
   return EXIT.ERROR;
 }
 
+/** Where a recording goes: a WAV file, raw PCM in a file, or stdout (streaming WAV or raw). */
+interface PcmSink {
+  write(buf: Buffer): Promise<void>;
+  close(): Promise<void>;
+  /** PCM bytes written */
+  readonly dataBytes: number;
+  /** set when the reader of stdout went away (EPIPE) */
+  readonly broken: boolean;
+}
+
+/** stdout or a raw file as a PcmSink; `header` goes first (a streaming WAV header, or nothing) */
+function streamSink(out: NodeJS.WritableStream & { destroyed?: boolean }, header: Buffer | null): PcmSink {
+  let bytes = 0;
+  let broken = false;
+  let failure: Error | null = null;
+  out.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') broken = true;
+    else failure ??= e;
+  });
+  const put = (buf: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => {
+      if (broken) return resolve();
+      if (failure) return reject(failure);
+      out.write(buf, (e) => (e && !broken ? reject(e) : resolve()));
+    });
+  const first = header ? put(header) : Promise.resolve();
+  return {
+    async write(buf: Buffer): Promise<void> {
+      await first;
+      bytes += buf.length;
+      await put(buf);
+    },
+    async close(): Promise<void> {
+      await first;
+      if (out !== process.stdout && !broken) await new Promise<void>((r) => out.end(() => r()));
+    },
+    get dataBytes() {
+      return bytes;
+    },
+    get broken() {
+      return broken;
+    },
+  };
+}
+
 async function cmdRecord(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     format: { type: 'string', short: 'f' },
     rate: { type: 'string', short: 'r' },
     channels: { type: 'string', short: 'c' },
+    raw: { type: 'boolean' },
     'socket-dir': { type: 'string', short: 's' },
     quiet: { type: 'boolean', short: 'q' },
   });
@@ -236,6 +299,8 @@ async function cmdRecord(argv: string[]): Promise<number> {
   if (!isSampleFormat(format)) throw new UsageError(`--format must be one of ${SAMPLE_FORMATS.join(', ')}`);
   const rate = intArg(values.rate, '--rate', 8000, 192000) ?? 48000;
   const channels = intArg(values.channels, '--channels', 1, 8) ?? 2;
+  const toStdout = file === '-';
+  const where = toStdout ? 'stdout' : file;
   const say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
@@ -246,8 +311,21 @@ async function cmdRecord(argv: string[]): Promise<number> {
     process.stderr.write(`audioloop record: ${(e as Error).message}\n`);
     return exitFor(e);
   }
-  const wav = await WavFileWriter.open(file, srv.format);
-  say(`recording ${srv.node} (${describeFormat(srv.format)}) to ${file}; waiting for a client to play...`);
+  let sink: PcmSink;
+  if (toStdout) sink = streamSink(process.stdout, values.raw ? null : wavHeader(srv.format, null));
+  else if (values.raw) sink = streamSink(fs.createWriteStream(file), null);
+  else {
+    const wav = await WavFileWriter.open(file, srv.format);
+    sink = {
+      write: (b) => wav.write(b),
+      close: () => wav.close(),
+      get dataBytes() {
+        return wav.dataBytes;
+      },
+      broken: false,
+    };
+  }
+  say(`recording ${srv.node} (${describeFormat(srv.format)}) to ${where}${values.raw ? ' (raw)' : ''}; waiting for a client to play...`);
   let interrupted = false;
   const onSig = (): void => {
     interrupted = true;
@@ -258,7 +336,10 @@ async function cmdRecord(argv: string[]): Promise<number> {
   srv.once('start', (c: { app?: string; pid?: number }) => say(`client ${c.app ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''} started`));
   let endCode: number = EXIT.OK;
   try {
-    for await (const chunk of srv.readable) await wav.write(chunk as Buffer);
+    for await (const chunk of srv.readable) {
+      await sink.write(chunk as Buffer);
+      if (sink.broken) break; // the reader of stdout went away: stop, not an error
+    }
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code !== 'ECONNRESET') {
@@ -266,10 +347,15 @@ async function cmdRecord(argv: string[]): Promise<number> {
       endCode = EXIT.ERROR;
     }
   }
-  await wav.close();
+  await sink.close().catch((e: Error) => {
+    process.stderr.write(`audioloop record: ${where}: ${e.message}\n`);
+    endCode = EXIT.ERROR;
+  });
   await srv.close();
-  const secs = wav.dataBytes / srv.frameBytes / srv.format.rate;
-  say(`${interrupted ? 'interrupted' : 'client went away (ECONNRESET)'}: ${wav.dataBytes / srv.frameBytes} frames (${secs.toFixed(2)} s) in ${file}`);
+  const frames = Math.floor(sink.dataBytes / srv.frameBytes);
+  const secs = frames / srv.format.rate;
+  const why = interrupted ? 'interrupted' : sink.broken ? 'the reader of stdout went away (EPIPE)' : 'client went away (ECONNRESET)';
+  say(`${why}: ${frames} frames (${secs.toFixed(2)} s) in ${where}`);
   process.off('SIGINT', onSig);
   process.off('SIGTERM', onSig);
   return endCode;
@@ -277,6 +363,10 @@ async function cmdRecord(argv: string[]): Promise<number> {
 
 async function cmdPlay(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
+    raw: { type: 'boolean' },
+    format: { type: 'string', short: 'f' },
+    rate: { type: 'string', short: 'r' },
+    channels: { type: 'string', short: 'c' },
     'socket-dir': { type: 'string', short: 's' },
     quiet: { type: 'boolean', short: 'q' },
   });
@@ -285,10 +375,27 @@ async function cmdPlay(argv: string[]): Promise<number> {
   const file = positionals[1];
   if (!file) throw new UsageError('missing FILE.wav');
   if (positionals.length > 2) throw new UsageError(`unexpected argument "${positionals[2]}"`);
+  if (!values.raw && (values.format !== undefined || values.rate !== undefined || values.channels !== undefined))
+    throw new UsageError('-f/-r/-c describe raw input: use them with --raw (a WAV file carries its format)');
+  const rawFormat = values.format ?? 's16le';
+  if (!isSampleFormat(rawFormat)) throw new UsageError(`--format must be one of ${SAMPLE_FORMATS.join(', ')}`);
+  const rawRate = intArg(values.rate, '--rate', 8000, 192000) ?? 48000;
+  const rawChannels = intArg(values.channels, '--channels', 1, 8) ?? 2;
+  const fromStdin = file === '-';
+  const where = fromStdin ? 'stdin' : file;
   const say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
-  const { format, stream } = await openWavStream(file);
+  let format: PcmFormat;
+  let stream: NodeJS.ReadableStream;
+  if (values.raw) {
+    format = { format: rawFormat, rate: rawRate, channels: rawChannels };
+    stream = wholeFrames(fromStdin ? process.stdin : fs.createReadStream(file), format);
+  } else if (fromStdin) {
+    ({ format, stream } = await readWavFromStream(process.stdin, 'stdin'));
+  } else {
+    ({ format, stream } = await openWavStream(file));
+  }
   let srv;
   try {
     srv = await openServer(instance, { mode: 'write', ...format, app: 'audioloop play', ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
@@ -296,7 +403,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
     process.stderr.write(`audioloop play: ${(e as Error).message}\n`);
     return exitFor(e);
   }
-  say(`playing ${file} (${describeFormat(format)}) on ${srv.node}; waiting for a client to record...`);
+  say(`playing ${where} (${describeFormat(format)}) on ${srv.node}; waiting for a client to record...`);
   let written = 0;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {

@@ -12,8 +12,10 @@ import {
   openWavStream,
   parseWavHeader,
   readWavFile,
+  readWavFromStream,
   wavHeader,
   wavHeaderLength,
+  wholeFrames,
 } from '../../src/wav';
 
 /** Deterministic pseudo-random bytes. */
@@ -613,5 +615,47 @@ describe('wav', () => {
       assert.equal(data.length, 160);
       assert.ok(data.equals(wav.subarray(44)));
     });
+  });
+});
+
+describe('readWavFromStream', () => {
+  const fmt = { format: 's16le' as const, rate: 44100, channels: 2 };
+  const pcm = Buffer.alloc(4 * 1000);
+  for (let i = 0; i < pcm.length; i++) pcm[i] = (i * 7) & 0xff;
+  async function collect(s: NodeJS.ReadableStream): Promise<Buffer> {
+    const out: Buffer[] = [];
+    for await (const c of s as AsyncIterable<Buffer>) out.push(c);
+    return Buffer.concat(out);
+  }
+  function chunked(buf: Buffer, size: number): Readable {
+    const parts: Buffer[] = [];
+    for (let o = 0; o < buf.length; o += size) parts.push(buf.subarray(o, o + size));
+    return Readable.from(parts);
+  }
+  for (const size of [1, 3, 44, 4096]) {
+    it(`reads the header and all data from a stream in ${size}-byte chunks (unknown length)`, async () => {
+      const { format, stream } = await readWavFromStream(chunked(Buffer.concat([wavHeader(fmt, null), pcm]), size));
+      assert.deepEqual(format, fmt);
+      assert.ok((await collect(stream)).equals(pcm));
+    });
+  }
+  it('stops at the declared data size and skips chunks before data (LIST)', async () => {
+    const list = Buffer.concat([Buffer.from('LIST'), Buffer.from([5, 0, 0, 0]), Buffer.from('abcde'), Buffer.alloc(1)]);
+    const h = wavHeader(fmt, 400);
+    // insert LIST before the data chunk
+    const withList = Buffer.concat([h.subarray(0, h.length - 8), list, h.subarray(h.length - 8)]);
+    const { stream } = await readWavFromStream(chunked(Buffer.concat([withList, pcm]), 7));
+    assert.ok((await collect(stream)).equals(pcm.subarray(0, 400)));
+  });
+  it('drops a trailing partial frame and accepts a size larger than what follows', async () => {
+    const { stream } = await readWavFromStream(chunked(Buffer.concat([wavHeader(fmt, 0x7ffff000), pcm.subarray(0, 402)]), 100));
+    assert.equal((await collect(stream)).length, 400);
+  });
+  it('refuses input that is not WAV, naming it', async () => {
+    await assert.rejects(readWavFromStream(chunked(Buffer.from('hello world, not a wav file'), 5), 'stdin'), /stdin: not a WAV file/);
+  });
+  it('wholeFrames cuts raw input into whole frames', async () => {
+    const out = await collect(wholeFrames(chunked(pcm.subarray(0, 1001), 3), fmt));
+    assert.ok(out.equals(pcm.subarray(0, 1000)));
   });
 });
