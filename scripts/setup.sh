@@ -23,7 +23,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+if [[ -L node_modules ]]; then
+  # a shared install (a git worktree's link to another checkout's modules):
+  # `npm ci` here would empty the linked directory for every tree using it
+  echo "setup: node_modules is a link to $(readlink node_modules); not reinstalling through it" >&2
+  if [[ ! -f build/Release/audioloop_native.node || native/audioloop.c -nt build/Release/audioloop_native.node || binding.gyp -nt build/Release/audioloop_native.node ]]; then
+    npm run --silent build:native >&2
+  fi
+elif [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   echo "setup: installing npm dependencies (builds the native addon)" >&2
   # @discordjs/opus would first try to download a prebuilt binary, which this
   # network refuses only after minutes of retries: build it from source at once
@@ -31,6 +38,12 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
 elif [[ ! -f build/Release/audioloop_native.node || native/audioloop.c -nt build/Release/audioloop_native.node || binding.gyp -nt build/Release/audioloop_native.node ]]; then
   echo "setup: building the native addon" >&2
   npm run --silent build:native >&2
+fi
+# the server-first rule for the user's own WirePlumber (a client naming a loop
+# with no server is ended, never played to the default device); undo with
+# scripts/wireplumber-policy.sh uninstall. AUDIOLOOP_NO_WIREPLUMBER_RULE=1 skips it.
+if [[ "${AUDIOLOOP_NO_WIREPLUMBER_RULE:-}" != 1 ]]; then
+  bash scripts/wireplumber-policy.sh install
 fi
 echo "setup: compiling TypeScript" >&2
 npm run --silent build:ts >&2

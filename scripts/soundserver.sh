@@ -61,6 +61,10 @@ case "$cmd" in
     mkdir -p "$dir/pulse" "$dir/log"
     eval "$(print_env)"
     unset PIPEWIRE_REMOTE || true
+    # the servers read their configuration from a private directory, never
+    # the user's: audioloop's WirePlumber rule and PipeWire drop-ins go there
+    export XDG_CONFIG_HOME="$dir/config"
+    bash "$(dirname "$0")/wireplumber-policy.sh" install "$XDG_CONFIG_HOME" 2>/dev/null
     : > "$dir/pids"
     dbus-daemon --session --nofork --nopidfile --address="unix:path=$dir/bus" \
       >"$dir/log/dbus.log" 2>&1 &

@@ -260,13 +260,12 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       const frames = 48000;
       const input = path.join(tmp, 'in.wav');
       writeCounterWav(input, S16, frames);
-      // pw-record is started first and waits for its target: when it is started
-      // after the node appeared, on a loaded machine its stream sometimes started
-      // processing a quantum after ours did, and the first 1024 frames were lost
-      // (the source counts as started when its own node streams; see the report)
+      // server first (a client naming audioloop0 before it exists is refused):
+      // pw-record starts once the node is there
+      const play = cliBackground(['play', '0', input, '-s', sock]);
+      await waitForMessage(play, 'waiting for a client', 'audioloop play');
       const recFile = path.join(tmp, 'rec.wav');
       const rec = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', recFile]);
-      const play = cliBackground(['play', '0', input, '-s', sock]);
       const p = await finished(play, 30000, 'audioloop play');
       assert.equal(p.code, 0, p.stderr);
       assert.match(p.stderr, new RegExp(`played ${frames} frames`));
