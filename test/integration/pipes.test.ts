@@ -155,9 +155,10 @@ describe('pipes: audioloop record N - / play N - (real sox and ffmpeg, real Pipe
     const frames = 48000;
     const input = counterWav(S16, frames);
     const recFile = path.join(tmp, 'rec.wav');
-    // pw-record first: it links once the node exists (see cli.test.ts)
-    const rec = spawnTracked('pw-record', ['--target', 'audioloop1', '--format', 's16', '--rate', '48000', '--channels', '2', recFile]);
+    // server first: a client naming audioloop1 before it exists is refused
     const p = pipeline(['sox', [input, '-t', 'wav', '-']], [process.execPath, [CLI, 'play', '1', '-', '-s', sock]]);
+    await untilWaiting(1);
+    const rec = spawnTracked('pw-record', ['--target', 'audioloop1', '--format', 's16', '--rate', '48000', '--channels', '2', recFile]);
     const s = await finished(p.a, 20000, 'sox');
     assert.equal(s.code, 0, s.stderr);
     const pl = await finished(p.b, 30000, 'audioloop play');
@@ -177,9 +178,9 @@ describe('pipes: audioloop record N - / play N - (real sox and ffmpeg, real Pipe
     const raw = path.join(tmp, 'in.raw');
     fs.writeFileSync(raw, counterPcm(fmt.format, fmt.channels, frames));
     const recFile = path.join(tmp, 'rec24.wav');
-    const rec = spawnTracked('pw-record', ['--target', 'audioloop1', '--format', 's24', '--rate', '48000', '--channels', '1', recFile]);
     const p = pipeline(['cat', [raw]], [process.execPath, [CLI, 'play', '1', '-', '--raw', '-f', 's24le', '-c', '1', '-r', '48000', '-s', sock]]);
     await waitFor(async () => (await fetchStatus(sock)).loops[1]?.format?.format === 's24le', 15000, 'the loop open as s24le');
+    const rec = spawnTracked('pw-record', ['--target', 'audioloop1', '--format', 's24', '--rate', '48000', '--channels', '1', recFile]);
     const pl = await finished(p.b, 30000, 'audioloop play');
     assert.equal(pl.code, 0, pl.stderr);
     assert.match(pl.stderr, new RegExp(`played ${frames} frames`));
