@@ -35,7 +35,7 @@ elif [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.js
   # @discordjs/opus would first try to download a prebuilt binary, which this
   # network refuses only after minutes of retries: build it from source at once
   npm_config_build_from_source=true npm ci --no-audit --no-fund >&2
-elif [[ ! -f build/Release/audioloop_native.node || native/audioloop.c -nt build/Release/audioloop_native.node || binding.gyp -nt build/Release/audioloop_native.node ]]; then
+elif [[ ! -f build/Release/audioloop_native.node || -n "$(find native -newer build/Release/audioloop_native.node -print -quit)" || binding.gyp -nt build/Release/audioloop_native.node ]]; then
   echo "setup: building the native addon" >&2
   npm run --silent build:native >&2
 fi

@@ -1,6 +1,6 @@
 /**
  * The sample-format table shared by every layer (native addon, protocol,
- * WAV files, DSP). Mirrors `format_info[]` in native/audioloop.c: the names
+ * WAV files, DSP). Mirrors `formats[]` in native/format.c: the names
  * here are the names the addon accepts.
  */
 export const SAMPLE_FORMATS = ['u8', 's16le', 's24le', 's32le', 'f32le'] as const;

@@ -8,10 +8,51 @@ import * as fs from 'node:fs';
 
 declare const coreBrand: unique symbol;
 declare const streamBrand: unique symbol;
+declare const cableBrand: unique symbol;
 /** Opaque handle to a PipeWire connection (pw_thread_loop + core). */
 export type CoreHandle = { readonly [coreBrand]: true };
 /** Opaque handle to one pw_stream. */
 export type StreamHandle = { readonly [streamBrand]: true };
+/**
+ * Opaque handle to a cable (native/cable.h): a ring, counters, meters and,
+ * once plugged, the server's socket fd, which native code then serves.
+ */
+export type CableHandle = { readonly [cableBrand]: true };
+
+/** first: PCM first crossed the fd; eof: the server's EOF; drained: playback ring empty after EOF;
+ *  finished: cableFinish done (fd write side shut); error: the fd failed, err = -errno */
+export type CableEventKind = 'first' | 'eof' | 'drained' | 'finished' | 'error';
+export type CableCallback = (kind: CableEventKind, err: number) => void;
+
+export interface NativeCableOptions {
+  direction: 'sink' | 'source';
+  format: string;
+  rate: number;
+  channels: number;
+  ringBytes?: number;
+  wakeBytes?: number;
+}
+
+export interface NativeCableStats {
+  fill: number;
+  size: number;
+  frames: number;
+  xruns: number;
+  xrunBytes: number;
+  cycles: number;
+  quantum: number;
+  links: number;
+  /** PCM bytes moved over the fd */
+  fdBytes: number;
+  /** bytes held outside the ring: protocol lines not sent yet, bytes after OPEN not in the ring yet */
+  queued: number;
+  fdOpen: boolean;
+  eof: boolean;
+  finished: boolean;
+  failed: boolean;
+  /** peak level per channel, dBFS (held 300 ms, then falling 20 dB/s) */
+  levels: number[];
+}
 
 export type CoreEventKind = 'graph' | 'error';
 /** graph: a = 1 added / 0 removed, b = object id, text = 'node' | 'link' | 'client'; error: a = id, b = res, text = message */
@@ -32,17 +73,9 @@ export interface NativeStreamOptions {
   props?: Record<string, string>;
 }
 
-export interface NativeStreamStats {
+export interface NativeStreamStats extends NativeCableStats {
   state: string;
   nodeId: number;
-  fill: number;
-  size: number;
-  frames: number;
-  xruns: number;
-  xrunBytes: number;
-  cycles: number;
-  quantum: number;
-  links: number;
 }
 
 export interface NativePeer {
@@ -88,11 +121,25 @@ export interface NativeBinding {
   coreNodes(core: CoreHandle): NativeNode[];
   coreClients(core: CoreHandle): NativeClient[];
   coreDestroyGlobal(core: CoreHandle, id: number): number;
-  streamCreate(core: CoreHandle, opts: NativeStreamOptions, cb: StreamCallback): StreamHandle | number;
+  /** without `cable` the stream gets a private one, read/written by streamRead/streamWrite */
+  streamCreate(core: CoreHandle, opts: NativeStreamOptions, cb: StreamCallback, cable?: CableHandle): StreamHandle | number;
   streamRead(stream: StreamHandle, buf: Buffer): number;
   streamWrite(stream: StreamHandle, buf: Buffer): number;
   streamStats(stream: StreamHandle): NativeStreamStats;
+  /** removes the node; the cable (and what its ring holds) stays */
   streamDestroy(stream: StreamHandle): void;
+  cableCreate(opts: NativeCableOptions, cb: CableCallback): CableHandle | number;
+  /** hands the cable a dup of `fd`; `rest` = bytes read past the OPEN line; `hold` bounds read-ahead before cableStart */
+  cablePlug(cable: CableHandle, fd: number, rest: Buffer | null, hold: number): number;
+  /** queues a protocol line on the fd, before any PCM that follows */
+  cableLine(cable: CableHandle, line: string): number;
+  /** queues `line` (START), then PCM flows */
+  cableStart(cable: CableHandle, line: string | null): number;
+  /** `drain` (sink): deliver the ring first; then `line`, then shutdown(SHUT_WR) and 'finished' */
+  cableFinish(cable: CableHandle, line: string | null, drain: boolean): number;
+  cableStats(cable: CableHandle): NativeCableStats;
+  /** idempotent: closes the fd; no more events */
+  cableClose(cable: CableHandle): void;
   versions(): { compiled: string; linked: string };
   strerror(errno: number): string;
 }

@@ -4,7 +4,6 @@
 import { EventEmitter } from 'node:events';
 import { loadNative, type CoreHandle, type NativeBinding, type NativeClient, type StreamHandle } from '../native';
 import { errnoError, makeError } from '../errors';
-import { frameBytes } from '../format';
 import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
 
 export interface PipeWireBackendOptions {
@@ -106,12 +105,14 @@ function backendPeers(native: NativeBinding, core: CoreHandle, nodeId: number): 
 
 export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   readonly options: Readonly<EndpointOptions>;
-  private handle: StreamHandle | null;
+  /** kept after destroy: the native stream handle owns the cable's memory until GC */
+  private readonly handle: StreamHandle;
+  private _destroyed = false;
+  /** after fail(): the node is gone but the ring still holds what a sink captured; read() hands it out */
+  private failed = false;
   private _clientActive = false;
   private nodeId = -1;
   private peerKey = '';
-  /** after fail(): sink data still in the ring when the sound server went away; read() hands it out */
-  private leftover: Buffer | null = null;
 
   constructor(
     private readonly native: NativeBinding,
@@ -145,35 +146,28 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   }
 
   get destroyed(): boolean {
-    return this.handle === null;
+    return this._destroyed;
   }
 
   read(buf: Buffer): number {
-    if (!this.handle) {
-      if (!this.leftover) throw makeError('EBADF', 'read');
-      const frame = frameBytes(this.options);
-      const n = Math.min(this.leftover.length, buf.length - (buf.length % frame));
-      this.leftover.copy(buf, 0, 0, n);
-      this.leftover = this.leftover.subarray(n);
-      return n;
-    }
+    if (this._destroyed && !this.failed) throw makeError('EBADF', 'read');
     const n = this.native.streamRead(this.handle, buf);
     if (n < 0) throw errnoError(n, 'read');
     return n;
   }
 
   write(buf: Buffer): number {
-    if (!this.handle) throw makeError('EBADF', 'write');
+    if (this._destroyed) throw makeError('EBADF', 'write');
     const n = this.native.streamWrite(this.handle, buf);
     if (n < 0) throw errnoError(n, 'write');
     return n;
   }
 
   stats(): EndpointStats {
-    if (!this.handle) {
-      return { state: 'destroyed', nodeId: -1, fill: this.leftover?.length ?? 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
-    }
-    return this.native.streamStats(this.handle);
+    const st = this.native.streamStats(this.handle);
+    if (!this._destroyed) return st;
+    // as before the split: a destroyed endpoint reports only what a failed sink still holds
+    return { state: 'destroyed', nodeId: -1, fill: this.failed ? st.fill : 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
   }
 
   clients(): ClientInfo[] {
@@ -217,9 +211,9 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   }
 
   destroy(): void {
-    if (!this.handle) return;
+    if (this._destroyed) return;
     this.native.streamDestroy(this.handle);
-    this.handle = null;
+    this._destroyed = true;
     this._clientActive = false;
     this.onDestroy();
     this.emit('destroyed');
@@ -231,18 +225,15 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
    * its ECONNRESET.
    */
   fail(err: Error): void {
-    if (!this.handle) return;
-    if (this.options.direction === 'sink') {
-      const tail = Buffer.allocUnsafe(this.native.streamStats(this.handle).fill);
-      this.leftover = tail.subarray(0, Math.max(0, this.native.streamRead(this.handle, tail)));
-    }
+    if (this._destroyed) return;
+    this.failed = this.options.direction === 'sink';
     this.destroy();
     this.emit('error', err);
   }
 
   /** @internal called on every registry change */
   onGraph(): void {
-    if (!this.handle) return;
+    if (this._destroyed) return;
     const key = this.clients()
       .map((c) => c.nodeId)
       .sort((x, y) => x - y)
@@ -266,7 +257,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
   }
 
   private onStreamEvent(kind: string, a?: string | number, b?: number, text?: string | null): void {
-    if (!this.handle) return;
+    if (this._destroyed) return;
     switch (kind) {
       case 'data':
         this.emit(this.options.direction === 'sink' ? 'readable' : 'writable');

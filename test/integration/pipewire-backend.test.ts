@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { PipeWireBackend } from '../../src/backend/pipewire';
+import { loadNative } from '../../src/native';
 import type { Endpoint, EndpointOptions } from '../../src/backend/types';
 import { EndpointReadable, EndpointWritable } from '../../src/endpoint-stream';
 import { frameBytes, type SampleFormat } from '../../src/format';
@@ -173,5 +174,41 @@ describe('PipeWire backend (real headless PipeWire)', function () {
     assert.throws(() => sink.write(Buffer.alloc(4)), { code: 'EINVAL' });
     sink.destroy();
     assert.throws(() => sink.read(Buffer.alloc(4)), { code: 'EBADF' });
+  });
+});
+
+describe('native handles close in any order (real headless PipeWire)', function () {
+  this.timeout(20000);
+  before(requireSoundServer);
+
+  const streamOpts = (name: string) => ({ direction: 'sink' as const, name, format: 's16le', rate: 48000, channels: 2, ringBytes: 4096 });
+
+  it('a stream destroyed, read and measured after its core closed; double closes; a handle of the wrong kind is EBADF', function () {
+    const native = loadNative();
+    const core = native.coreOpen(() => undefined, 'audioloop-test-lifetimes');
+    assert.notEqual(typeof core, 'number', 'coreOpen');
+    if (typeof core === 'number') return;
+    const stream = native.streamCreate(core, streamOpts(uniqueName()), () => undefined);
+    assert.notEqual(typeof stream, 'number', 'streamCreate');
+    if (typeof stream === 'number') return;
+    const cable = native.cableCreate({ direction: 'source', format: 's16le', rate: 48000, channels: 2 }, () => undefined);
+    assert.notEqual(typeof cable, 'number', 'cableCreate');
+    if (typeof cable === 'number') return;
+    native.coreClose(core); // the parent first: the stream's node goes with it
+    assert.equal(native.streamStats(stream).state, 'destroyed');
+    assert.equal(native.streamRead(stream, Buffer.alloc(4)), 0, 'the ring outlives the node');
+    native.streamDestroy(stream);
+    native.streamDestroy(stream);
+    native.coreClose(core);
+    assert.equal(native.coreConnected(core), false);
+    assert.deepEqual(native.coreNodes(core), []);
+    assert.equal(native.streamCreate(core, streamOpts(uniqueName()), () => undefined), -9 /* EBADF */);
+    // handles are type-tagged: one kind passed for another is refused, not misread
+    assert.equal(native.cableStats(stream as never), -9);
+    assert.equal(native.streamRead(cable as never, Buffer.alloc(4)), -9);
+    assert.equal(native.coreConnected(cable as never), false);
+    assert.equal(native.cableLine(cable, 'X\n'), -9, 'no fd plugged');
+    native.cableClose(cable);
+    native.cableClose(cable);
   });
 });
