@@ -65,6 +65,8 @@ case "$cmd" in
     # the user's: audioloop's WirePlumber rule and PipeWire drop-ins go there
     export XDG_CONFIG_HOME="$dir/config"
     bash "$(dirname "$0")/wireplumber-policy.sh" install "$XDG_CONFIG_HOME" 2>/dev/null
+    mkdir -p "$XDG_CONFIG_HOME/pipewire/pipewire.conf.d"
+    install -m 0644 "$(dirname "$0")/../conf/pipewire/audioloop-rates.conf" "$XDG_CONFIG_HOME/pipewire/pipewire.conf.d/"
     : > "$dir/pids"
     dbus-daemon --session --nofork --nopidfile --address="unix:path=$dir/bus" \
       >"$dir/log/dbus.log" 2>&1 &

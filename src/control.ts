@@ -46,7 +46,7 @@ export function loopCells(l: DaemonStatus['loops'][number]): string[] {
     l.node,
     l.state,
     l.mode ?? '-',
-    l.format ? describeFormat(l.format) : '-',
+    l.format ? describeFormat(l.format) + (l.graph?.resampled ? ` (resampled: graph at ${l.graph.rate}Hz)` : '') : '-',
     l.server ? who(l.server.app, l.server.pid) : '-',
     l.clients.length ? l.clients.map((c) => who(c.appName ?? c.name, c.pid)).join(', ') : '-',
   ];

@@ -13,6 +13,7 @@ import { Loop, type LoopStatus } from './loop';
 import { silentLogger, type Logger } from './log';
 import { parseMetricsLine } from './bridge/metrics';
 import { controlSocketPath, formatErr, LineReader, loopSocketPath, parseOpen, ProtocolError, PROTOCOL_VERSION, type OpenRequest } from './protocol';
+import { isResampled, readGraphSettings, type GraphSettings } from './graph';
 
 export interface DaemonOptions {
   config: AudioloopConfig;
@@ -32,7 +33,16 @@ export interface DaemonStatus {
   socketDir: string;
   soundServer: { backend: string; connected: boolean };
   /** `bridge`: the last METRICS report of a bridge on that loop (src/bridge/metrics.ts) */
-  loops: (LoopStatus & { retiring?: boolean; bridge?: Record<string, unknown> })[];
+  loops: (LoopStatus & { retiring?: boolean; bridge?: Record<string, unknown>; graph?: LoopGraph })[];
+  /** the PipeWire graph's clock settings (null when they cannot be read) */
+  graph?: GraphSettings | null;
+}
+
+/** a loop's rate against the graph's: resampled when the graph may not run at the loop's rate */
+export interface LoopGraph {
+  rate: number;
+  allowedRates: number[];
+  resampled: boolean;
 }
 
 export interface ReloadResult {
@@ -59,6 +69,8 @@ export class Daemon extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | null = null;
   /** METRICS reports, per control connection (dropped when it closes) */
   private readonly metrics = new Map<net.Socket, { instance: number; metrics: Record<string, unknown> }>();
+  /** the graph's clock settings, read at each STATUS (see refreshGraph) */
+  private graph: GraphSettings | null = null;
 
   constructor(private readonly opts: DaemonOptions) {
     super();
@@ -284,8 +296,17 @@ export class Daemon extends EventEmitter {
     sock.resume();
   }
 
+  private async refreshGraph(): Promise<void> {
+    if (this.backend?.name !== 'pipewire' || !this.backend.connected) {
+      this.graph = null;
+      return;
+    }
+    this.graph = await readGraphSettings();
+  }
+
   private onControlConnection(sock: net.Socket): void {
     const reader = new LineReader();
+    let replies: Promise<void> = Promise.resolve();
     sock.on('error', () => undefined);
     sock.on('close', () => this.metrics.delete(sock));
     const onData = (chunk: Buffer): void => {
@@ -293,8 +314,10 @@ export class Daemon extends EventEmitter {
         reader.feed(chunk);
         for (let line = reader.take(); line !== null; line = reader.take()) {
           const cmd = line.trim().toUpperCase();
-          if (cmd === 'STATUS') sock.write(JSON.stringify(this.status()) + '\n');
-          else if (cmd === 'PING') sock.write('PONG\n');
+          if (cmd === 'STATUS') {
+            // the graph's settings are read fresh (pw-metadata); replies keep their order
+            replies = replies.then(() => this.refreshGraph()).then(() => void sock.write(JSON.stringify(this.status()) + '\n'));
+          } else if (cmd === 'PING') replies = replies.then(() => void sock.write('PONG\n'));
           else if (cmd.startsWith('METRICS ')) {
             const m = parseMetricsLine(line);
             if (m && this.loops.has(m.instance)) this.metrics.set(sock, m);
@@ -318,11 +341,14 @@ export class Daemon extends EventEmitter {
       pid: process.pid,
       socketDir: this.opts.socketDir,
       soundServer: { backend: this.backend?.name ?? 'none', connected: this.backend?.connected ?? false },
+      graph: this.graph,
       loops: [...this.loops.entries()]
         .sort(([a], [b]) => a - b)
         .map(([i, l]) => {
-          const st: LoopStatus & { retiring?: boolean; bridge?: Record<string, unknown> } = this.retiring.has(i) ? { ...l.status(), retiring: true } : l.status();
+          const st: DaemonStatus['loops'][number] = this.retiring.has(i) ? { ...l.status(), retiring: true } : l.status();
           if (st.state !== 'idle') for (const m of this.metrics.values()) if (m.instance === i) st.bridge = m.metrics;
+          const g = this.graph;
+          if (g && st.format) st.graph = { rate: g.forceRate || g.rate, allowedRates: g.allowedRates, resampled: isResampled(st.format.rate, g) };
           return st;
         }),
     };
