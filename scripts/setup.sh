@@ -27,7 +27,7 @@ if [[ -L node_modules ]]; then
   # a shared install (a git worktree's link to another checkout's modules):
   # `npm ci` here would empty the linked directory for every tree using it
   echo "setup: node_modules is a link to $(readlink node_modules); not reinstalling through it" >&2
-  if [[ ! -f build/Release/audioloop_native.node || native/audioloop.c -nt build/Release/audioloop_native.node || binding.gyp -nt build/Release/audioloop_native.node ]]; then
+  if [[ ! -f build/Release/audioloop_native.node || -n "$(find native -newer build/Release/audioloop_native.node -print -quit)" || binding.gyp -nt build/Release/audioloop_native.node ]]; then
     npm run --silent build:native >&2
   fi
 elif [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
