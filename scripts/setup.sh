@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox ffmpeg
-      pkg-config make g++ python3)
+      pkg-config make g++ python3
+      libasound2-dev alsa-utils alsa-oss libsox-fmt-oss)
 
 missing=()
 for p in "${DEBS[@]}"; do
@@ -47,3 +48,10 @@ if [[ "${AUDIOLOOP_NO_WIREPLUMBER_RULE:-}" != 1 ]]; then
 fi
 echo "setup: compiling TypeScript" >&2
 npm run --silent build:ts >&2
+echo "setup: building the ALSA plugin (alsa/)" >&2
+make -s -C alsa >&2
+# the audioloop ALSA PCM for this user (or system-wide as root), so that
+# `arecord -D audioloop:N` works right away; AUDIOLOOP_NO_ALSA_INSTALL=1 skips it
+if [[ -z ${AUDIOLOOP_NO_ALSA_INSTALL:-} ]]; then
+  bash scripts/install-alsa.sh
+fi
