@@ -52,6 +52,8 @@
  * preparing again, and a POLLERR with any other state becomes -EIO.
  * -ENODEV is what ALSA programs already treat as "the device is gone, stop"
  * (a USB card unplugged), and snd_pcm_recover() does not try to recover it.
+ * poll_revents then fails with -ENODEV as well (besides POLLERR): PortAudio
+ * takes a bare POLLERR for an xrun and would poll again forever.
  *
  * Plugin arguments (see 60-audioloop.conf): loop N (0-15), socket_dir DIR
  * (default as the daemon's: $XDG_RUNTIME_DIR/audioloop, else
@@ -554,22 +556,26 @@ static int al_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned in
 	}
 	check_start(al);
 	if (al->gone) {
+		/* an error, not only POLLERR: programs that poll themselves
+		 * (PortAudio) take POLLERR for an xrun and poll again */
 		*revents = POLLERR;
-		return 0;
+		return -ENODEV;
 	}
 	if (!al->started)
 		return 0; /* the START line is not complete yet: not ready */
 	if (io->stream == SND_PCM_STREAM_CAPTURE) {
 		snd_pcm_uframes_t avail = capture_avail(al);
-		if (al->gone)
+		if (al->gone) {
 			*revents = POLLERR;
-		else if (avail >= al->avail_min || avail >= io->buffer_size || (al->eof && avail > 0))
+			return -ENODEV;
+		}
+		if (avail >= al->avail_min || avail >= io->buffer_size || (al->eof && avail > 0))
 			*revents = POLLIN;
 		return 0;
 	}
 	if (flush_ring(al) < 0) {
 		*revents = POLLERR;
-		return 0;
+		return -ENODEV;
 	}
 	size_t room = (al->ring_size - al->ring_fill) / al->frame;
 	if (room >= al->avail_min || room >= io->buffer_size)
