@@ -192,10 +192,10 @@ describe('ALSA PCM plugin audioloop:N (real arecord/aplay/ffmpeg/aoss, real Pipe
     const pcm = counterPcm('s16le', 2, frames);
     fs.writeFileSync(input, Buffer.concat([wavHeader(S16, pcm.length), pcm]));
     const recFile = path.join(tmp, 'rec.wav');
-    // pw-record first: it links once the node exists (see cli.test.ts)
-    const rec = spawnTracked('pw-record', ['--target', 'audioloop1', '--format', 's16', '--rate', '48000', '--channels', '2', recFile]);
+    // server first: a client naming audioloop1 before it exists is refused; aplay's first write waits for it
     const pl = alsa('aplay', ['-D', 'audioloop:1', input]);
-    const st = await statusUntil((s) => s.loops[1]?.server?.app === 'aplay', 'aplay to open loop 1');
+    const st = await statusUntil((s) => s.loops[1]?.server?.app === 'aplay' && s.loops[1]?.state === 'waiting', 'aplay to open loop 1');
+    const rec = spawnTracked('pw-record', ['--target', 'audioloop1', '--format', 's16', '--rate', '48000', '--channels', '2', recFile]);
     assert.equal(st.loops[1]!.mode, 'write');
     assert.equal(st.loops[1]!.server?.pid, pl.pid);
     const p = await finished(pl, 30000, 'aplay');
