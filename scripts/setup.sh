@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox ffmpeg
       pkg-config make g++ python3
-      libasound2-dev alsa-utils alsa-oss libsox-fmt-oss)
+      libasound2-dev alsa-utils alsa-oss libsox-fmt-oss python3-pyaudio)
 
 missing=()
 for p in "${DEBS[@]}"; do

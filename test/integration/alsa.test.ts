@@ -345,6 +345,49 @@ describe('ALSA PCM plugin audioloop:N (real arecord/aplay/ffmpeg/aoss, real Pipe
     assertTone(data, S16, 'ffmpeg -f oss');
   });
 
+  it('PortAudio (PyAudio, callback mode: poll-driven) on the installed `audioloop` device records the tone and stops its stream at the end', async function () {
+    this.retries(SAMPLE_RETRIES);
+    // PortAudio lists devices from the full ALSA configuration, so this uses
+    // the one scripts/setup.sh installed (see the installation tests)
+    if (!fs.existsSync(INSTALLED_CONF) || !fs.existsSync('/usr/bin/python3')) {
+      if (process.env.CI === 'true' && !process.env.AUDIOLOOP_NO_ALSA_INSTALL) assert.fail('setup installs the ALSA config and python3-pyaudio');
+      this.skip();
+    }
+    await startDaemon();
+    const script = path.join(tmp, 'pa.py');
+    fs.writeFileSync(
+      script,
+      [
+        'import sys, time, pyaudio',
+        'pa = pyaudio.PyAudio()',
+        "idx = [i for i in range(pa.get_device_count()) if pa.get_device_info_by_index(i)['name'] == 'audioloop'][0]",
+        'chunks = []',
+        'def cb(data, n, info, status):',
+        '    chunks.append(data)',
+        '    return (None, pyaudio.paContinue)',
+        's = pa.open(format=pyaudio.paInt16, channels=2, rate=48000, input=True, input_device_index=idx, frames_per_buffer=1024, stream_callback=cb)',
+        't0 = time.time()',
+        'while s.is_active() and time.time() - t0 < 20:',
+        '    time.sleep(0.02)',
+        "print('ACTIVE', s.is_active(), file=sys.stderr, flush=True)",
+        "open(sys.argv[1], 'wb').write(b''.join(chunks))",
+        'import os; os._exit(0)',
+      ].join('\n') + '\n',
+    );
+    const out = path.join(tmp, 'pa.raw');
+    const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: tmp };
+    delete env.ALSA_CONFIG_PATH;
+    const py = spawnTracked('/usr/bin/python3', [script, out], { env });
+    const st = await statusUntil((s) => s.loops[0]?.state === 'waiting', 'PortAudio to open loop 0');
+    assert.equal(st.loops[0]!.server?.pid, py.pid);
+    const play = spawnTracked('paplay', ['-d', 'audioloop0', '--latency-msec=1000', tone]);
+    assert.equal((await finished(play, 30000, 'paplay')).code, 0);
+    const r = await finished(py, 25000, 'the PortAudio recorder');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /ACTIVE False/, 'the stream stopped by itself at the end');
+    assertTone(fs.readFileSync(out), S16, 'PortAudio');
+  });
+
   describe('installation', function () {
     it('install-alsa.sh / uninstall-alsa.sh: system layout under a prefix, and the --user block in asoundrc that leaves the rest of the file alone', async function () {
       const prefix = path.join(tmp, 'prefix');
