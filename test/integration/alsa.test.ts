@@ -424,6 +424,7 @@ describe('ALSA PCM plugin audioloop:N (real arecord/aplay/ffmpeg/aoss, real Pipe
     });
 
     it('the configuration scripts/setup.sh installed (as root: /etc/alsa/conf.d) serves plain `arecord -D audioloop:N`', async function () {
+      this.retries(SAMPLE_RETRIES);
       const user = path.join(process.env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'), 'alsa', 'asoundrc');
       const installed = fs.existsSync(INSTALLED_CONF) || (fs.existsSync(user) && fs.readFileSync(user, 'utf8').includes('>>> audioloop ALSA PCM'));
       if (!installed) {
