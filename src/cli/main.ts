@@ -15,6 +15,7 @@ import { controlSocketPath, defaultSocketDir } from '../protocol';
 import { openServer } from '../client';
 import { alignColumns, fetchStatus, loopCells, LOOP_HEAD } from '../control';
 import { cmdTop, TOP_HELP } from './top';
+import { progressFor } from './progress';
 import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type PcmFormat, type SampleFormat } from '../format';
 import { openWavStream, readWavFromStream, WavFileWriter, wavHeader, wholeFrames } from '../wav';
 import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
@@ -86,7 +87,9 @@ exit status:
 
 Opens the server end of loop N read-only; audioloopN appears as a sink.
 Waits for a client to start playing, then records until it stops
-(ECONNRESET) or Ctrl-C. The WAV file is valid in every case.
+(ECONNRESET) or Ctrl-C. The WAV file is valid in every case. On a terminal
+(stderr), one line shows the time since the client started, the bytes
+recorded and a peak meter per channel (dBFS), like arecord -V stereo.
 
 FILE "-" writes to stdout: a WAV header with unknown length (RIFF and data
 sizes 0xFFFFFFFF, which sox, ffmpeg and streaming readers take as "until the
@@ -99,13 +102,15 @@ Messages go to stderr.
   -r, --rate R        8000-192000 (default 48000)
   -c, --channels C    1-8 (default 2)
   -s, --socket-dir DIR
-  -q, --quiet
+  -q, --quiet         no messages, no progress line
   -h, --help`,
   play: `usage: audioloop play N FILE.wav [options]
 
 Opens the server end of loop N write-only with the format of FILE.wav;
 audioloopN appears as a source. Waits for a client to start recording,
-plays the file, and waits until the client has it all.
+plays the file, and waits until the client has it all. On a terminal
+(stderr), one line shows the time since the client started, the bytes
+played (at the loop's rate) and a peak meter per channel (dBFS).
 
 FILE "-" reads stdin: a WAV stream (as \`sox ... -t wav -\` or
 \`ffmpeg ... -f wav -\` write it: a data size of 0, 0xFFFFFFFF or larger than
@@ -116,7 +121,7 @@ what follows means "until the end of the stream"), or raw PCM with --raw.
   -r, --rate R        with --raw: 8000-192000 (default 48000)
   -c, --channels C    with --raw: 1-8 (default 2)
   -s, --socket-dir DIR
-  -q, --quiet
+  -q, --quiet         no messages, no progress line
   -h, --help`,
   top: TOP_HELP,
   bridge: BRIDGE_HELP,
@@ -302,7 +307,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
   const channels = intArg(values.channels, '--channels', 1, 8) ?? 2;
   const toStdout = file === '-';
   const where = toStdout ? 'stdout' : file;
-  const say = (m: string): void => {
+  let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
   let srv;
@@ -326,6 +331,8 @@ async function cmdRecord(argv: string[]): Promise<number> {
       broken: false,
     };
   }
+  const progress = progressFor('rec', srv.format, values.quiet);
+  if (progress) say = (m) => progress.say(m);
   say(`recording ${srv.node} (${describeFormat(srv.format)}) to ${where}${values.raw ? ' (raw)' : ''}; waiting for a client to play...`);
   let interrupted = false;
   const onSig = (): void => {
@@ -334,20 +341,26 @@ async function cmdRecord(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSig);
   process.once('SIGTERM', onSig);
-  srv.once('start', (c: { app?: string; pid?: number }) => say(`client ${c.app ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''} started`));
+  srv.once('start', (c: { app?: string; pid?: number }) => {
+    say(`client ${c.app ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''} started`);
+    progress?.start();
+  });
   let endCode: number = EXIT.OK;
   try {
     for await (const chunk of srv.readable) {
       await sink.write(chunk as Buffer);
       if (sink.broken) break; // the reader of stdout went away: stop, not an error
+      progress?.update(chunk as Buffer);
     }
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code !== 'ECONNRESET') {
+      progress?.finish();
       process.stderr.write(`audioloop record: ${(e as Error).message}\n`);
       endCode = EXIT.ERROR;
     }
   }
+  progress?.finish();
   await sink.close().catch((e: Error) => {
     process.stderr.write(`audioloop record: ${where}: ${e.message}\n`);
     endCode = EXIT.ERROR;
@@ -384,7 +397,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
   const rawChannels = intArg(values.channels, '--channels', 1, 8) ?? 2;
   const fromStdin = file === '-';
   const where = fromStdin ? 'stdin' : file;
-  const say = (m: string): void => {
+  let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
   let format: PcmFormat;
@@ -404,16 +417,22 @@ async function cmdPlay(argv: string[]): Promise<number> {
     process.stderr.write(`audioloop play: ${(e as Error).message}\n`);
     return exitFor(e);
   }
+  const progress = progressFor('play', srv.format, values.quiet, true);
+  if (progress) say = (m) => progress.say(m);
   say(`playing ${where} (${describeFormat(format)}) on ${srv.node}; waiting for a client to record...`);
+  srv.once('start', () => progress?.start());
   let written = 0;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       await srv.write(chunk);
       written += chunk.length;
+      progress?.update(chunk);
     }
     await srv.close();
+    progress?.finish();
     if (srv.error) throw srv.error;
   } catch (e) {
+    progress?.finish();
     await srv.close();
     const code = (e as { code?: string }).code;
     process.stderr.write(`audioloop play: ${(e as Error).message} after ${written / srv.frameBytes} frames\n`);
