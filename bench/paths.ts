@@ -63,6 +63,10 @@ export interface RunOptions {
   leadMs?: number;
   /** what the client tools ask for (default CLIENT_LATENCY_MS) */
   clientLatencyMs?: number;
+  /** ours: OPEN latency=MS (the node asks the graph for it) */
+  latencyMs?: number;
+  /** ours: called at the end of the run, while the client still plays (e.g. to read the granted quantum from status) */
+  beforeCleanup?: () => Promise<void>;
 }
 
 export interface PathResult extends LatencySummary {
@@ -182,13 +186,14 @@ async function startPlayer(family: Family, sink: string, latencyMs?: number) {
 /** ours c->s: a player into audioloopN, our server reading. */
 export function oursClientToServer(instance: number, family: Family, o: RunOptions, socketDir: string): Promise<PathResult> {
   return measure(async (onData) => {
-    const srv = await openLoop(instance, { mode: 'read', format: 's16le', rate: RATE, channels: CHANNELS, socketDir, app: 'bench' });
+    const srv = await openLoop(instance, { mode: 'read', format: 's16le', rate: RATE, channels: CHANNELS, socketDir, app: 'bench', ...(o.latencyMs !== undefined ? { latencyMs: o.latencyMs } : {}) });
     srv.readable.on('data', onData);
     srv.readable.on('error', () => undefined);
     const player = await startPlayer(family, srv.node, o.clientLatencyMs);
     return {
       ...player.ends,
       cleanup: async () => {
+        await o.beforeCleanup?.();
         await player.finish();
         await srv.close();
       },
@@ -241,11 +246,12 @@ export function peerPath(family: Family, sink: string, source: string | null, o:
 }
 
 /** Starts a pw-loopback pair: a virtual sink `name` and a virtual source `name_src`. */
-export async function startLoopback(name: string, playbackTarget?: string): Promise<Child> {
+export async function startLoopback(name: string, playbackTarget?: string, latencyMs?: number): Promise<Child> {
   const capture = `media.class=Audio/Sink node.name=${name} node.description=${name}`;
   const playback = playbackTarget ? `node.name=${name}_out` : `media.class=Audio/Source node.name=${name}_src node.description=${name}_src`;
   const args = ['--capture-props', capture, '--playback-props', playback];
   if (playbackTarget) args.push('-P', playbackTarget);
+  if (latencyMs !== undefined) args.push('--latency', String(latencyMs));
   const c = spawnChild('pw-loopback', args);
   await waitFor(() => runSync('pactl', ['list', 'short', 'sinks']).split('\n').some((l) => l.split('\t')[1] === name), 10000, `pw-loopback sink ${name}`);
   return c;

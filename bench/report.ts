@@ -57,6 +57,12 @@ export interface BenchResults {
     paths: Record<string, PathSummary>;
     comparisons: { ours: string; peer: string; ratioP50: number; ratioP99: number; excessP99Ms: number; targetMs: number; met: boolean }[];
   };
+  /** OPEN latency=MS (5, 10, 20 ms) against pw-loopback --latency MS, pw-play/pw-record asking the same */
+  requestedLatency?: {
+    requestedMs: number;
+    ours: { p50Ms: number; p99Ms: number; lostFrames: number; grantedFrames: number };
+    peer: { p50Ms: number; p99Ms: number; lostFrames: number };
+  }[];
   cpu: {
     method: string;
     intervalS: number;
@@ -112,6 +118,15 @@ export function renderMarkdown(r: BenchResults): string {
   for (const c of r.latency.comparisons)
     L.push(`| ${c.ours} / ${c.peer} | ${f(c.ratioP50, 2)} | ${f(c.ratioP99, 2)} | ${f(c.excessP99Ms)} ms (${yes(c.met)}) |`);
   L.push('');
+  if (r.requestedLatency?.length) {
+    L.push('**Latency chosen by the server** (OPEN `latency=MS`; pw-play asks the same MS; peer: `pw-loopback --latency MS` with pw-play -> it -> pw-record; granted = the quantum `status` showed):');
+    L.push('');
+    L.push('| requested ms | ours p50 ms | ours p99 ms | granted quantum (ms) | pw-loopback p50 ms | pw-loopback p99 ms | lost ours / peer |');
+    L.push('|---:|---:|---:|---:|---:|---:|---:|');
+    for (const q of r.requestedLatency)
+      L.push(`| ${q.requestedMs} | ${f(q.ours.p50Ms)} | ${f(q.ours.p99Ms)} | ${q.ours.grantedFrames} (${f((q.ours.grantedFrames / r.machine.rate) * 1000, 2)}) | ${f(q.peer.p50Ms)} | ${f(q.peer.p99Ms)} | ${q.ours.lostFrames} / ${q.peer.lostFrames} |`);
+    L.push('');
+  }
   L.push(`**CPU and memory** (${r.cpu.intervalS} s per point, % of one core; ours = the daemon process, peer = the pw-loopback processes; pipewire itself for context):`);
   L.push('');
   L.push('| loops | ours CPU % | per loop | peer CPU % | per loop | ratio | ours RSS MiB | peer RSS MiB | ratio | pipewire CPU % ours / peer |');
@@ -157,6 +172,9 @@ export function renderTable(r: BenchResults): string {
   for (const c of r.latency.comparisons)
     L.push(`${pad(`${c.ours} / ${c.peer}`, 42)}${lpad(f(c.ratioP50, 2), 8)}${lpad(f(c.ratioP99, 2), 8)}${lpad(f(c.excessP99Ms), 13)}`);
   L.push('');
+  for (const q of r.requestedLatency ?? [])
+    L.push(`requested ${lpad(String(q.requestedMs), 3)} ms: ours p50/p99 ${f(q.ours.p50Ms)}/${f(q.ours.p99Ms)} ms (granted quantum ${q.ours.grantedFrames}), pw-loopback ${f(q.peer.p50Ms)}/${f(q.peer.p99Ms)} ms`);
+  if (r.requestedLatency?.length) L.push('');
   L.push(`${pad('loops', 7)}${lpad('ours %', 9)}${lpad('peer %', 9)}${lpad('ratio', 8)}${lpad('ours MiB', 10)}${lpad('peer MiB', 10)}${lpad('ratio', 8)}`);
   for (const c of r.cpu.configs)
     L.push(`${pad(String(c.loops), 7)}${lpad(f(c.ours.cpuPct, 2), 9)}${lpad(f(c.peer.cpuPct, 2), 9)}${lpad(f(c.ratioCpu, 2), 8)}` +

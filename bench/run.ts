@@ -225,6 +225,29 @@ async function main(o: Options): Promise<void> {
     }
     await stopChild(lb);
 
+    // (a2) latency chosen by the server: ours with OPEN latency=MS against pw-loopback --latency MS
+    const requestedLatency: NonNullable<BenchResults['requestedLatency']> = [];
+    for (const ms of [5, 10, 20]) {
+      log(`requested latency ${ms} ms (pw tools, ${o.latencyS} s each)`);
+      let grantedFrames = 0;
+      const ours = await oursClientToServer(0, 'pw', {
+        durationS: o.latencyS,
+        clientLatencyMs: ms,
+        latencyMs: ms,
+        beforeCleanup: async () => {
+          grantedFrames = (await daemonStatus(socketDir))?.loops[0]?.latency?.grantedFrames ?? 0;
+        },
+      }, socketDir);
+      const lbN = await startLoopback(`bench_lb${ms}`, undefined, ms);
+      const peer = await peerPath('pw', `bench_lb${ms}`, `bench_lb${ms}_src`, { durationS: o.latencyS, clientLatencyMs: ms });
+      await stopChild(lbN);
+      requestedLatency.push({
+        requestedMs: ms,
+        ours: { p50Ms: ours.p50Ms, p99Ms: ours.p99Ms, lostFrames: ours.stats.lost, grantedFrames },
+        peer: { p50Ms: peer.p50Ms, p99Ms: peer.p99Ms, lostFrames: peer.stats.lost },
+      });
+    }
+
     // (b) CPU
     const cpuOpts = o.quick ? { warmupS: 0.3, intervalS: 1, pipewirePid } : { warmupS: 2, intervalS: 15, pipewirePid };
     const cpu: { loops: number; ours: CpuSample; peer: CpuSample }[] = [];
@@ -257,7 +280,7 @@ async function main(o: Options): Promise<void> {
     const dsp = await measureDsp(o.quick ? 0.25 : 5, o.quick ? 0.05 : 1);
 
     await stopChild(daemon);
-    const results: BenchResults = buildResults(o, m, lat, cpu, daemonRssIdle, { c2s, s2c, xruns }, dsp, (Date.now() - t0) / 1000);
+    const results: BenchResults = { ...buildResults(o, m, lat, cpu, daemonRssIdle, { c2s, s2c, xruns }, dsp, (Date.now() - t0) / 1000), requestedLatency };
     fs.mkdirSync(o.outDir, { recursive: true });
     const md = renderMarkdown(results);
     writeAtomic(path.join(o.outDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');

@@ -16,6 +16,7 @@ import {
   controlSocketPath,
   defaultSocketDir,
   formatOpen,
+  LATENCY_MS,
   LineReader,
   loopSocketPath,
   parseErr,
@@ -35,6 +36,8 @@ export interface OpenServerOptions {
   socketDir?: string;
   /** shown to `audioloop status` */
   app?: string;
+  /** the latency the node asks the sound server for, in ms (1-1000; OPEN latency=MS) */
+  latencyMs?: number;
 }
 
 export interface ClientStart {
@@ -51,10 +54,12 @@ export async function openServer(instance: number, opts: OpenServerOptions): Pro
   const bad = validateFormat(fmt);
   if (bad) throw makeError('EINVAL', 'open', bad);
   if (!Number.isInteger(instance) || instance < 0) throw makeError('EINVAL', 'open', `bad instance ${instance}`);
+  if (opts.latencyMs !== undefined && !(Number.isInteger(opts.latencyMs) && opts.latencyMs >= LATENCY_MS.min && opts.latencyMs <= LATENCY_MS.max))
+    throw makeError('EINVAL', 'open', `latencyMs must be an integer ${LATENCY_MS.min}-${LATENCY_MS.max}, got ${opts.latencyMs}`);
   const dir = opts.socketDir ?? defaultSocketDir();
   const path = loopSocketPath(dir, instance);
   const sock = await connect(path, dir, instance);
-  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, app: opts.app ?? 'audioloop-client', pid: process.pid }));
+  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, ...(opts.latencyMs !== undefined ? { latencyMs: opts.latencyMs } : {}), app: opts.app ?? 'audioloop-client', pid: process.pid }));
   const reader = new LineReader(4096);
   const reply = await new Promise<OkReply>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {

@@ -27,6 +27,7 @@ import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
 import { formatOk, formatStart, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
 import { PeakMeter } from './dsp/level';
+import { grantedLatency, ringFor, type LatencyStatus } from './latency';
 
 export type LoopState = 'idle' | 'waiting' | 'running' | 'draining' | 'closing';
 
@@ -70,6 +71,8 @@ export interface LoopStatus {
    *  server and not yet in the ring; read mode, queued on the server socket */
   queued: number;
   nodeId: number;
+  /** requested (OPEN latency=MS) and granted (the graph's quantum) latency; null when closed */
+  latency: LatencyStatus | null;
 }
 
 interface Session {
@@ -157,7 +160,7 @@ export class Loop extends EventEmitter {
     }
     const fmt: PcmFormat = { format: req.format, rate: req.rate, channels: req.channels };
     const frame = frameBytes(fmt);
-    const ringBytes = Math.max(4096, Math.ceil((bytesPerSecond(fmt) * this.opts.bufferMs) / 1000));
+    const { ringBytes, latencyFrames } = ringFor(fmt, this.opts.bufferMs, req.latencyMs);
     const epOptions: EndpointOptions = {
       direction: req.mode === 'read' ? 'sink' : 'source',
       name: this.node,
@@ -165,6 +168,7 @@ export class Loop extends EventEmitter {
       ...fmt,
       ringBytes,
       wakeBytes: Math.max(frame, Math.min(ringBytes / 8, bytesPerSecond(fmt) / 100)),
+      ...(latencyFrames !== undefined ? { latencyFrames } : {}),
     };
     let ep: Endpoint | null = null;
     try {
@@ -412,6 +416,7 @@ export class Loop extends EventEmitter {
       size: st?.size ?? 0,
       queued: s ? (s.req.mode === 'write' ? s.pending.length : s.socket.writableLength) : 0,
       nodeId: st?.nodeId ?? -1,
+      latency: s ? grantedLatency(s.req, st?.quantum ?? 0) : null,
     };
   }
 }

@@ -2,7 +2,7 @@
  * The server-end socket protocol (version 1). Documented in README.md
  * ("Server protocol"); any language can speak it with a unix socket.
  *
- *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [app=NAME] [pid=N]\n
+ *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [latency=MS] [app=NAME] [pid=N]\n
  *   daemon -> server   OK instance=N node=audioloopN mode=M format=F rate=R channels=C frame=BYTES\n
  *                 or   ERR CODE ERRNO message\n   (then the daemon closes)
  *   daemon -> server   START [app=NAME] [pid=N]\n   once, when the first client starts
@@ -21,7 +21,8 @@
  *              a bad %-escape; bytes that are not UTF-8; NUL or other control
  *              characters; the connection ended in the middle of the line
  *   EINVAL     mode missing / not read|write (read+write says so); format, rate,
- *              channels, nonblock (0|1), pid (positive integer) out of range;
+ *              channels, nonblock (0|1), latency (integer ms, 1-1000), pid
+ *              (positive integer) out of range;
  *              control characters in app (it is cut to 64 characters)
  *   ETIMEDOUT  no complete line within the daemon's handshake timeout (5 s)
  *   EBUSY      the server end is already open; ENODEV no sound server
@@ -37,6 +38,8 @@ export type ServerMode = 'read' | 'write';
 export interface OpenRequest extends PcmFormat {
   mode: ServerMode;
   nonblock: boolean;
+  /** the latency the node asks the sound server for, in ms (PipeWire node.latency); absent: the clients' */
+  latencyMs?: number;
   app?: string;
   pid?: number;
 }
@@ -113,7 +116,10 @@ function parseFields(words: string[]): Map<string, string> {
   return fields;
 }
 
-const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'app', 'pid']);
+const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'latency', 'app', 'pid']);
+
+/** the range of OPEN's latency=MS */
+export const LATENCY_MS = { min: 1, max: 1000 } as const;
 
 function intField(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -145,6 +151,12 @@ export function parseOpen(line: string): OpenRequest {
   const nb = fields.get('nonblock') ?? '0';
   if (nb !== '0' && nb !== '1') throw new ProtocolError('EINVAL', 'nonblock must be 0 or 1');
   const req: OpenRequest = { mode, format, rate, channels, nonblock: nb === '1' };
+  const latency = intField(fields.get('latency'));
+  if (latency !== undefined) {
+    if (!Number.isInteger(latency) || latency < LATENCY_MS.min || latency > LATENCY_MS.max)
+      throw new ProtocolError('EINVAL', `latency must be an integer number of milliseconds, ${LATENCY_MS.min}-${LATENCY_MS.max}`);
+    req.latencyMs = latency;
+  }
   const app = fields.get('app');
   if (app !== undefined && app !== '') {
     if (CONTROL.test(app)) throw new ProtocolError('EINVAL', 'app must not contain control characters');
@@ -160,6 +172,7 @@ export function parseOpen(line: string): OpenRequest {
 
 export function formatOpen(req: OpenRequest): string {
   let line = `OPEN mode=${req.mode} format=${req.format} rate=${req.rate} channels=${req.channels} nonblock=${req.nonblock ? 1 : 0}`;
+  if (req.latencyMs !== undefined) line += ` latency=${req.latencyMs}`;
   if (req.app) line += ` app=${encodeURIComponent(req.app)}`;
   if (req.pid !== undefined) line += ` pid=${req.pid}`;
   return line + '\n';

@@ -134,6 +134,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
         ringBytes: opts.ringBytes,
         ...(opts.props ? { props: opts.props } : {}),
         ...(opts.wakeBytes !== undefined ? { wakeBytes: opts.wakeBytes } : {}),
+        ...(opts.latencyFrames !== undefined ? { latencyFrames: opts.latencyFrames } : {}),
       },
       (kind, a, b, text) => this.onStreamEvent(kind, a, b, text),
     );

@@ -20,6 +20,8 @@ export interface EndpointOptions extends PcmFormat {
   ringBytes: number;
   /** wake the JS side when this many bytes are readable (sink) or free (source) */
   wakeBytes?: number;
+  /** the latency the node asks the graph for, in frames at `rate` (PipeWire node.latency) */
+  latencyFrames?: number;
   /** extra node properties for the sound server */
   props?: Record<string, string>;
 }

@@ -66,6 +66,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
         'jitter-max-ms': { type: 'string' },
         'no-drift': { type: 'boolean' },
         'idle-exit': { type: 'string' },
+        latency: { type: 'string' },
         'socket-dir': { type: 'string', short: 's' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -92,6 +93,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
     const channels = (intArg(values.channels as string | undefined, '--channels', 1, 2) ?? 2) as 1 | 2;
     const pt = intArg(values['payload-type'] as string | undefined, '--payload-type', DYNAMIC_PT_MIN, DYNAMIC_PT_MAX);
     const socketDir = values['socket-dir'] as string | undefined;
+    const latencyMs = intArg(values.latency as string | undefined, '--latency', 1, 1000);
     const sendOnly = ['sdp', 'bitrate'].filter((k) => values[k] !== undefined);
     const recvOnly = ['jitter', 'jitter-ms', 'jitter-min-ms', 'jitter-max-ms', 'no-drift', 'idle-exit'].filter((k) => values[k] !== undefined);
     if (send !== undefined && recvOnly.length) throw new UsageError(`--${recvOnly[0]} is a --receive option`);
@@ -106,6 +108,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
         ...(pt !== undefined ? { payloadType: pt } : {}),
         ...(values.sdp ? { sdpFile: values.sdp as string } : {}),
         ...(socketDir ? { socketDir } : {}),
+        ...(latencyMs !== undefined ? { latencyMs } : {}),
       });
       return await runWithSignals(sender, async () => {
         await sender.open();
@@ -133,6 +136,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
       ...(pt !== undefined ? { payloadType: pt } : {}),
       ...(idle !== undefined ? { idleExitMs: idle * 1000 } : {}),
       ...(socketDir ? { socketDir } : {}),
+      ...(latencyMs !== undefined ? { latencyMs } : {}),
     });
     return await runWithSignals(receiver, async () => {
       await receiver.open();

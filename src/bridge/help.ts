@@ -29,6 +29,8 @@ options:
   -r, --rate R            the loop's rate, 8000-192000 (default 48000; Opus
                           runs at 48000, other rates are resampled)
   -c, --channels C        1 or 2 (default 2)
+      --latency MS        the latency the loop's node asks the sound server
+                          for, 1-1000 ms (default: the clients'); see status
       --bitrate BPS       (send) Opus bitrate, 6000-510000 (default 64000 per channel)
       --payload-type PT   RTP payload type ${DYNAMIC_PT_MIN}-${DYNAMIC_PT_MAX} (send: default 96;
                           receive: default the first dynamic type seen)

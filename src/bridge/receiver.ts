@@ -54,6 +54,8 @@ export interface ReceiverOptions {
   /** end when no packet came for this long after the first one (0: never) */
   idleExitMs?: number;
   socketDir?: string;
+  /** the latency the loop's node asks the sound server for, in ms */
+  latencyMs?: number;
   metricsIntervalMs?: number;
 }
 
@@ -135,7 +137,7 @@ export class RtpReceiver extends EventEmitter {
     this.sock.on('error', (e) => this.emit('warning', e));
     this.sock.on('message', (msg, rinfo) => this.onDatagram(msg, `${rinfo.address}:${rinfo.port}`));
     try {
-      this.srv = await openServer(this.opts.instance, { mode: 'write', format: 's16le', rate: this.rate, channels: this.channels, app: 'audioloop bridge --receive', socketDir });
+      this.srv = await openServer(this.opts.instance, { mode: 'write', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), app: 'audioloop bridge --receive', socketDir });
     } catch (e) {
       this.sock.close();
       this.sock = null;

@@ -20,6 +20,7 @@ import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type PcmFormat, type Sa
 import { openWavStream, readWavFromStream, WavFileWriter, wavHeader, wholeFrames } from '../wav';
 import { pipewireSocketExists, startEmbeddedSoundServer, type EmbeddedSoundServer } from '../soundserver';
 import type { Backend } from '../backend/types';
+import type { LatencyStatus } from '../latency';
 import { BRIDGE_HELP } from '../bridge/help';
 import { describeMetrics } from '../bridge/metrics';
 
@@ -101,6 +102,8 @@ Messages go to stderr.
   -f, --format F      ${SAMPLE_FORMATS.join(', ')} (default s16le)
   -r, --rate R        8000-192000 (default 48000)
   -c, --channels C    1-8 (default 2)
+      --latency MS    the latency the node asks the sound server for, 1-1000 ms
+                      (default: the clients'); status shows what was granted
   -s, --socket-dir DIR
   -q, --quiet         no messages, no progress line
   -h, --help`,
@@ -120,6 +123,8 @@ what follows means "until the end of the stream"), or raw PCM with --raw.
   -f, --format F      with --raw: ${SAMPLE_FORMATS.join(', ')} (default s16le)
   -r, --rate R        with --raw: 8000-192000 (default 48000)
   -c, --channels C    with --raw: 1-8 (default 2)
+      --latency MS    the latency the node asks the sound server for, 1-1000 ms
+                      (default: the clients'); status shows what was granted
   -s, --socket-dir DIR
   -q, --quiet         no messages, no progress line
   -h, --help`,
@@ -144,6 +149,12 @@ function intArg(v: string | undefined, name: string, min: number, max: number): 
   if (v === undefined) return undefined;
   if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} must be an integer ${min}-${max}, got "${v}"`);
   return Number(v);
+}
+
+/** --latency MS as an openServer option */
+function latencyOpt(v: string | undefined): { latencyMs?: number } {
+  const ms = intArg(v, '--latency', 1, 1000);
+  return ms === undefined ? {} : { latencyMs: ms };
 }
 
 function instanceArg(v: string | undefined): number {
@@ -295,6 +306,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
     raw: { type: 'boolean' },
     'socket-dir': { type: 'string', short: 's' },
     quiet: { type: 'boolean', short: 'q' },
+    latency: { type: 'string' },
   });
   if (values.help) return help('record');
   const instance = instanceArg(positionals[0]);
@@ -310,9 +322,10 @@ async function cmdRecord(argv: string[]): Promise<number> {
   let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
+  const lat = latencyOpt(values.latency);
   let srv;
   try {
-    srv = await openServer(instance, { mode: 'read', format: format as SampleFormat, rate, channels, app: 'audioloop record', ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
+    srv = await openServer(instance, { mode: 'read', format: format as SampleFormat, rate, channels, app: 'audioloop record', ...lat, ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
   } catch (e) {
     process.stderr.write(`audioloop record: ${(e as Error).message}\n`);
     return exitFor(e);
@@ -383,6 +396,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
     channels: { type: 'string', short: 'c' },
     'socket-dir': { type: 'string', short: 's' },
     quiet: { type: 'boolean', short: 'q' },
+    latency: { type: 'string' },
   });
   if (values.help) return help('play');
   const instance = instanceArg(positionals[0]);
@@ -397,6 +411,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
   const rawChannels = intArg(values.channels, '--channels', 1, 8) ?? 2;
   const fromStdin = file === '-';
   const where = fromStdin ? 'stdin' : file;
+  const lat = latencyOpt(values.latency);
   let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
@@ -412,7 +427,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
   }
   let srv;
   try {
-    srv = await openServer(instance, { mode: 'write', ...format, app: 'audioloop play', ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
+    srv = await openServer(instance, { mode: 'write', ...format, app: 'audioloop play', ...lat, ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
   } catch (e) {
     process.stderr.write(`audioloop play: ${(e as Error).message}\n`);
     return exitFor(e);
@@ -444,6 +459,13 @@ async function cmdPlay(argv: string[]): Promise<number> {
 
 export { fetchStatus } from '../control';
 
+/** status's latency line for an open loop: what the graph granted (its quantum) and what the server asked for */
+export function describeLatency(node: string, rate: number, l: LatencyStatus): string {
+  const got = l.grantedFrames > 0 ? `granted ${l.grantedMs} ms (quantum ${l.grantedFrames} at ${rate} Hz)` : 'granted - (the node is not running)';
+  const asked = l.requestedMs !== null ? `asked ${l.requestedMs} ms (node.latency ${l.requestedFrames}/${rate})` : 'asked nothing (latency=: the clients decide)';
+  return `${node} latency: ${got}; ${asked}`;
+}
+
 async function cmdStatus(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' }, 'socket-dir': { type: 'string', short: 's' } });
   if (values.help) return help('status');
@@ -463,6 +485,7 @@ async function cmdStatus(argv: string[]): Promise<number> {
   const rows = [[...LOOP_HEAD, 'BYTES', 'XRUNS'], ...st.loops.map((l) => [...loopCells(l), String(l.bytes), String(l.xruns)])];
   process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
   for (const line of alignColumns(rows)) process.stdout.write(line + '\n');
+  for (const l of st.loops) if (l.latency && l.format) process.stdout.write(describeLatency(l.node, l.format.rate, l.latency) + '\n');
   for (const l of st.loops) if (l.bridge) process.stdout.write(describeMetrics(l.node, l.bridge) + '\n');
   return EXIT.OK;
 }

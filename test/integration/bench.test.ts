@@ -73,6 +73,15 @@ describe('bench (npm run bench -- --quick)', function () {
       const p99 = finite(p.p99Ms, `${id} p99`);
       assert.ok(p50 > 0 && p50 <= p99 && p99 < 2000, `${id}: p50 ${p50} p99 ${p99}`);
     }
+    // (a2) a row per requested latency (OPEN latency=MS) against pw-loopback --latency MS
+    assert.deepEqual((res.requestedLatency ?? []).map((q) => q.requestedMs), [5, 10, 20]);
+    for (const q of res.requestedLatency!) {
+      for (const [who, p] of [['ours', q.ours], ['pw-loopback', q.peer]] as const) {
+        const p50 = finite(p.p50Ms, `${who} ${q.requestedMs} ms p50`);
+        assert.ok(p50 > 0 && p50 <= finite(p.p99Ms, 'p99') && p.p99Ms < 2000, `${who} at ${q.requestedMs} ms: ${JSON.stringify(p)}`);
+      }
+      assert.ok(q.ours.grantedFrames >= 16 && q.ours.grantedFrames <= 8192, `granted quantum ${q.ours.grantedFrames} at ${q.requestedMs} ms`);
+    }
     assert.equal(res.latency.comparisons.length, 8);
     for (const c of res.latency.comparisons) {
       assert.ok(finite(c.ratioP50, 'ratio p50') > 0 && finite(c.ratioP99, 'ratio p99') > 0);

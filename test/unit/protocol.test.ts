@@ -237,12 +237,34 @@ describe('protocol: line framing (LineReader)', function () {
   });
 });
 
+describe('protocol: OPEN latency=MS', function () {
+  it('takes an integer 1-1000 ms; absent means no request', function () {
+    assert.equal(parseOpen('OPEN mode=read latency=5').latencyMs, 5);
+    assert.equal(parseOpen('OPEN mode=write latency=1000').latencyMs, 1000);
+    assert.equal(parseOpen('OPEN mode=read latency=1').latencyMs, 1);
+    assert.equal('latencyMs' in parseOpen('OPEN mode=read'), false);
+  });
+
+  it('refuses anything else with EINVAL naming the range; twice is EPROTO', function () {
+    for (const v of ['0', '1001', '-5', '5.5', 'abc', '', '0x10', '99999999999']) {
+      assert.throws(
+        () => parseOpen(`OPEN mode=read latency=${v}`),
+        (e: ProtocolError) => e.code === 'EINVAL' && /latency must be an integer number of milliseconds, 1-1000/.test(e.message),
+        v,
+      );
+    }
+    assert.throws(() => parseOpen('OPEN mode=read latency=5 latency=6'), (e: ProtocolError) => e.code === 'EPROTO');
+  });
+});
+
 describe('protocol: replies and round trips', function () {
   it('OPEN: formatOpen -> parseOpen is the identity', function () {
     const reqs: OpenRequest[] = [
       { mode: 'read', format: 's16le', rate: 48000, channels: 2, nonblock: false },
       { mode: 'write', format: 'u8', rate: 8000, channels: 1, nonblock: true, app: 'a b=c%d\u00e9', pid: 1 },
       { mode: 'read', format: 'f32le', rate: 192000, channels: 8, nonblock: false, app: 'audioloop record', pid: 4194304 },
+      { mode: 'write', format: 's16le', rate: 48000, channels: 2, nonblock: false, latencyMs: 5 },
+      { mode: 'read', format: 's16le', rate: 44100, channels: 1, nonblock: false, latencyMs: 1000, pid: 7 },
     ];
     for (const r of reqs) {
       const line = formatOpen(r);
