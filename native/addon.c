@@ -246,7 +246,7 @@ static void deliver_stream(struct al_target *t, const struct al_event *ev)
 	case AL_EV_LINKS:
 		argv[0] = make_str(env, "links");
 		argv[1] = make_int(env, ev->a);
-		argv[2] = make_int(env, 0);
+		argv[2] = make_int(env, ev->b);
 		break;
 	case AL_EV_FORMAT:
 		argv[0] = make_str(env, "format");
@@ -342,6 +342,8 @@ static void set_node_props(napi_env env, napi_value o, const struct al_node_info
 	set_prop(env, o, "mediaName", make_str(env, n->media_name));
 	set_prop(env, o, "pid", make_int(env, n->pid));
 	set_prop(env, o, "clientId", make_int(env, n->client_id == AL_ID_NONE ? -1 : (int64_t)n->client_id));
+	if (n->latency > 0)
+		set_prop(env, o, "latency", make_double(env, n->latency));
 }
 
 /* corePeers(core, nodeId) -> [{ linkId, nodeId, name, mediaClass, appName, mediaName, pid, clientId }] */
@@ -370,6 +372,7 @@ static napi_value js_core_peers(napi_env env, napi_callback_info info)
 		napi_create_object(env, &o);
 		set_prop(env, o, "linkId", make_int(env, l->id));
 		set_prop(env, o, "nodeId", make_int(env, peer));
+		set_prop(env, o, "active", make_bool(env, l->active));
 		struct al_node_info *n;
 		al_list_for_each(n, &c->nodes, struct al_node_info, link) {
 			if (n->id != peer)
@@ -578,6 +581,7 @@ static napi_value cable_stats_object(napi_env env, struct al_cable *c, const cha
 	set_prop(env, obj, "cycles", make_double(env, (double)st.cycles));
 	set_prop(env, obj, "quantum", make_int(env, st.quantum));
 	set_prop(env, obj, "links", make_int(env, st.links));
+	set_prop(env, obj, "activeLinks", make_int(env, st.active_links));
 	set_prop(env, obj, "fdBytes", make_double(env, (double)st.fd_bytes));
 	set_prop(env, obj, "queued", make_int(env, st.queued));
 	set_prop(env, obj, "fdOpen", make_bool(env, st.fd_open));
@@ -776,6 +780,23 @@ static napi_value js_stream_stats(napi_env env, napi_callback_info info)
 	return cable_stats_object(env, h->cable, state, s->core && node_id != AL_ID_NONE ? (int64_t)node_id : -1);
 }
 
+/* [js] streamWakeAfter(stream, frames): one 'data' wake-up once the node has
+ * moved `frames` more frames (0 cancels); 0 or -errno */
+static napi_value js_stream_wake_after(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct stream_handle *h = get_stream(env, argv[0]);
+	double frames = 0;
+	if (h == NULL || argc < 2 || napi_get_value_double(env, argv[1], &frames) != napi_ok)
+		return make_int(env, -EBADF);
+	if (!(frames >= 0))
+		return make_int(env, -EINVAL);
+	al_cable_wake_after(h->cable, (uint64_t)frames);
+	return make_int(env, 0);
+}
+
 /* streamDestroy(stream): idempotent; removes the node, the cable stays */
 static napi_value js_stream_destroy(napi_env env, napi_callback_info info)
 {
@@ -825,6 +846,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "streamRead", NULL, js_stream_read, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamWrite", NULL, js_stream_write, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamStats", NULL, js_stream_stats, NULL, NULL, NULL, napi_default, NULL },
+		{ "streamWakeAfter", NULL, js_stream_wake_after, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamDestroy", NULL, js_stream_destroy, NULL, NULL, NULL, napi_default, NULL },
 		{ "cableCreate", NULL, js_cable_create, NULL, NULL, NULL, napi_default, NULL },
 		{ "cablePlug", NULL, js_cable_plug, NULL, NULL, NULL, napi_default, NULL },

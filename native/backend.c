@@ -74,6 +74,7 @@ int al_stream_create(struct al_stream *s, struct al_core *c, struct al_cable *ca
 	atomic_store(&s->node_id, AL_ID_NONE);
 	al_list_init(&s->link);
 	atomic_store(&cable->links, 0);
+	atomic_store(&cable->active_links, 0);
 	c->ops->lock(c);
 	int res = c->ops->stream_new(c, s, p);
 	if (res == 0)
@@ -103,6 +104,7 @@ void al_stream_destroy(struct al_stream *s)
 	if (s->cable) {
 		s->cable->has_stream = false;
 		atomic_store(&s->cable->links, 0);
+		atomic_store(&s->cable->active_links, 0);
 		al_cable_unref(s->cable);
 		s->cable = NULL;
 	}
@@ -131,15 +133,20 @@ void al_mirror_update_links(struct al_core *c)
 	al_list_for_each(s, &c->streams, struct al_stream, link) {
 		if (s->cable == NULL)
 			continue;
-		uint32_t node_id = atomic_load(&s->node_id), count = 0;
+		uint32_t node_id = atomic_load(&s->node_id), count = 0, active = 0;
 		struct al_link_info *l;
 		if (node_id != AL_ID_NONE) {
-			al_list_for_each(l, &c->links, struct al_link_info, link)
-				if ((s->is_sink ? l->in_node : l->out_node) == node_id)
-					count++;
+			al_list_for_each(l, &c->links, struct al_link_info, link) {
+				if ((s->is_sink ? l->in_node : l->out_node) != node_id)
+					continue;
+				count++;
+				if (l->active)
+					active++;
+			}
 		}
 		uint32_t old = atomic_exchange(&s->cable->links, count);
-		if ((old == 0) != (count == 0))
-			al_host_push(c->host, AL_EV_LINKS, s->target.id, count, 0, NULL);
+		uint32_t old_active = atomic_exchange(&s->cable->active_links, active);
+		if (old != count || old_active != active)
+			al_host_push(c->host, AL_EV_LINKS, s->target.id, count, active, NULL);
 	}
 }

@@ -32,12 +32,19 @@ struct al_node_info {
 	uint32_t client_id;   /* AL_ID_NONE when unknown */
 	char *name, *media_class, *app_name, *media_name;
 	int32_t pid;          /* -1 when unknown */
+	/* the buffer the server keeps for this client stream (node.latency
+	 * from the bound node's info, e.g. a pulse recorder's fragsize), in
+	 * seconds; 0 when unknown.  Backends fill it for client streams only. */
+	double latency;
+	void *impl;           /* backend data */
 };
 
 struct al_link_info {
 	struct al_list link;
 	uint32_t id;
 	uint32_t out_node, in_node;
+	bool active;          /* data flows (a corked client's links are paused) */
+	void *impl;           /* backend data */
 };
 
 struct al_client_info {
@@ -117,7 +124,8 @@ void al_stream_destroy(struct al_stream *s);
 /* [loop] mirror helpers for backends */
 void al_mirror_free_node(struct al_node_info *n);
 void al_mirror_free_client(struct al_client_info *ci);
-/* [loop] counts client links per stream; pushes AL_EV_LINKS when zero <-> non-zero */
+/* [loop] counts client links per stream, and the active ones; pushes
+ * AL_EV_LINKS (a = links, b = active) when either count changes */
 void al_mirror_update_links(struct al_core *c);
 
 extern const struct al_backend_ops al_pipewire_ops;

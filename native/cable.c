@@ -84,10 +84,10 @@ static void kick_io(struct al_cable *c)
 
 bool al_cable_rt_push(struct al_cable *c, const uint8_t *src, uint32_t n, bool *dropped)
 {
-	/* The node always runs; with no client linked it only hears silence,
-	 * which is not kept. Anything that is not silence is kept even before
-	 * the link is seen. */
-	if (atomic_load_explicit(&c->links, memory_order_acquire) == 0 && is_silence(src, n, c->fmt->silence))
+	/* The node always runs; with no client linked, or every linked client
+	 * paused (corked), it only hears silence, which is not kept. Anything
+	 * that is not silence is kept even before the link state is seen. */
+	if (atomic_load_explicit(&c->active_links, memory_order_acquire) == 0 && is_silence(src, n, c->fmt->silence))
 		return false;
 	uint32_t done = ring_write(&c->ring, src, n);
 	if (done < n) {
@@ -97,6 +97,23 @@ bool al_cable_rt_push(struct al_cable *c, const uint8_t *src, uint32_t n, bool *
 	return true;
 }
 
+/* [rt] the wake-up al_cable_wake_after asked for, once due */
+static void wake_after_frames(struct al_cable *c)
+{
+	uint64_t at = atomic_load_explicit(&c->wake_at_frames, memory_order_acquire);
+	if (at == 0 || atomic_load_explicit(&c->frames_rt, memory_order_relaxed) < at)
+		return;
+	if (atomic_compare_exchange_strong_explicit(&c->wake_at_frames, &at, 0, memory_order_acq_rel, memory_order_relaxed)) {
+		atomic_store_explicit(&c->wake, 1, memory_order_release);
+		al_host_wake_js(c->host);
+	}
+}
+
+void al_cable_wake_after(struct al_cable *c, uint64_t frames)
+{
+	atomic_store_explicit(&c->wake_at_frames, frames ? atomic_load(&c->frames_rt) + frames : 0, memory_order_release);
+}
+
 void al_cable_rt_push_done(struct al_cable *c, uint32_t frames, bool dropped)
 {
 	if (dropped)
@@ -104,6 +121,7 @@ void al_cable_rt_push_done(struct al_cable *c, uint32_t frames, bool dropped)
 	atomic_fetch_add_explicit(&c->frames_rt, frames, memory_order_relaxed);
 	atomic_store_explicit(&c->last_quantum, frames, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->cycles, 1, memory_order_relaxed);
+	wake_after_frames(c);
 	uint32_t fill = ring_fill(&c->ring);
 	if (atomic_load_explicit(&c->fd_mode, memory_order_acquire)) {
 		if (fill > 0 && atomic_load_explicit(&c->started, memory_order_acquire) && (fill >= c->wake_bytes || dropped))
@@ -147,6 +165,7 @@ void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n)
 	if (fd_mode && fill < c->stride && atomic_load_explicit(&c->eof, memory_order_acquire) &&
 	    !atomic_exchange_explicit(&c->drained, 1, memory_order_acq_rel))
 		kick_io(c);
+	wake_after_frames(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -455,6 +474,7 @@ void al_cable_stats(struct al_cable *c, struct al_cable_stats *st)
 	st->cycles = atomic_load(&c->cycles);
 	st->quantum = atomic_load(&c->last_quantum);
 	st->links = atomic_load(&c->links);
+	st->active_links = atomic_load(&c->active_links);
 	pthread_mutex_lock(&c->host->io_lock);
 	st->fd_bytes = c->fd_bytes;
 	st->queued = (c->ctl_len - c->ctl_off) + (c->pending_len - c->pending_off);

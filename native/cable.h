@@ -72,6 +72,9 @@ struct al_cable {
 	_Atomic int drained;         /* playback after EOF: [rt] saw the ring empty */
 	/* set by the backend ([loop]), read by [rt] */
 	_Atomic uint32_t links;      /* client links to the node */
+	_Atomic uint32_t active_links; /* those of them active: a client's data flows */
+	/* set by [js], read by [rt] */
+	_Atomic uint64_t wake_at_frames; /* JS mode: one data wake-up once frames_rt reaches it (0: off) */
 
 	/* set by [js] (under io_lock), read by [rt] and [io] */
 	_Atomic int fd_mode;         /* an fd is attached: [rt] kicks [io], not JS */
@@ -101,7 +104,7 @@ struct al_cable {
 struct al_cable_stats {
 	uint32_t fill, size;
 	uint64_t frames, xruns, xrun_bytes, cycles;
-	uint32_t quantum, links;
+	uint32_t quantum, links, active_links;
 	uint64_t fd_bytes;
 	uint32_t queued;             /* bytes held outside the ring (lines, bytes after OPEN) */
 	bool fd_open, eof, finished, failed;
@@ -121,6 +124,10 @@ bool al_cable_rt_push(struct al_cable *c, const uint8_t *src, uint32_t n, bool *
 void al_cable_rt_push_done(struct al_cable *c, uint32_t frames, bool dropped);
 /* [rt] playback: fills dst with n bytes (whole frames): ring data, then silence */
 void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n);
+
+/* [js] JS mode: one data wake-up once the node has moved `frames` more
+ * frames (silence included: a play-out waits for a client's buffer); 0 cancels */
+void al_cable_wake_after(struct al_cable *c, uint64_t frames);
 
 /* [js] JS mode: copy whole frames out of (capture) / into (playback) the ring */
 uint32_t al_cable_read(struct al_cable *c, uint8_t *dst, uint32_t n);

@@ -34,6 +34,18 @@ struct pw_client_impl {
 	struct spa_hook listener;
 };
 
+/*
+ * A bound link or client-stream node (the session rules' inputs): a link's
+ * info gives its state (active = data flows; a corked PulseAudio stream's
+ * links are "paused"), a client stream's info props its node.latency.
+ */
+struct pw_bound_impl {
+	struct pw_core_impl *pc;
+	void *info;                     /* the al_link_info or al_node_info */
+	struct pw_proxy *proxy;
+	struct spa_hook listener;
+};
+
 struct pw_stream_impl {
 	struct al_stream *s;
 	struct pw_core_impl *pc;
@@ -212,6 +224,86 @@ static const struct pw_client_events client_events = {
 	.info = on_client_info,
 };
 
+/* a bound link's info: its state */
+static void on_link_info(void *data, const struct pw_link_info *info)
+{
+	struct pw_bound_impl *b = data;
+	struct al_link_info *l = b->info;
+	if (info == NULL || !(info->change_mask & PW_LINK_CHANGE_MASK_STATE))
+		return;
+	bool active = info->state == PW_LINK_STATE_ACTIVE;
+	if (active == l->active)
+		return;
+	l->active = active;
+	al_mirror_update_links(b->pc->c);
+}
+
+static const struct pw_link_events link_events = {
+	PW_VERSION_LINK_EVENTS,
+	.info = on_link_info,
+};
+
+/* a bound client stream's info: node.latency ("num/den") */
+static void on_node_info(void *data, const struct pw_node_info *info)
+{
+	struct pw_bound_impl *b = data;
+	struct al_node_info *n = b->info;
+	if (info == NULL || !(info->change_mask & PW_NODE_CHANGE_MASK_PROPS) || info->props == NULL)
+		return;
+	const char *v = spa_dict_lookup(info->props, PW_KEY_NODE_LATENCY);
+	unsigned num = 0, den = 0;
+	n->latency = v != NULL && sscanf(v, "%u/%u", &num, &den) == 2 && den > 0 ? (double)num / den : 0;
+}
+
+static const struct pw_node_events node_events = {
+	PW_VERSION_NODE_EVENTS,
+	.info = on_node_info,
+};
+
+/* binds global `id` for its info events; NULL on failure (then no info) */
+static struct pw_bound_impl *bind_global(struct pw_core_impl *pc, uint32_t id, const char *type, uint32_t version, void *info)
+{
+	struct pw_bound_impl *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return NULL;
+	b->pc = pc;
+	b->info = info;
+	b->proxy = pw_registry_bind(pc->registry, id, type, version, 0);
+	if (b->proxy == NULL) {
+		free(b);
+		return NULL;
+	}
+	if (strcmp(type, PW_TYPE_INTERFACE_Link) == 0)
+		pw_link_add_listener((struct pw_link *)b->proxy, &b->listener, &link_events, b);
+	else
+		pw_node_add_listener((struct pw_node *)b->proxy, &b->listener, &node_events, b);
+	return b;
+}
+
+static void unbind_global(struct pw_bound_impl *b)
+{
+	if (b == NULL)
+		return;
+	spa_hook_remove(&b->listener);
+	pw_proxy_destroy(b->proxy);
+	free(b);
+}
+
+static void free_node(struct al_node_info *n)
+{
+	unbind_global(n->impl);
+	n->impl = NULL;
+	al_mirror_free_node(n);
+}
+
+static void free_link(struct al_link_info *l)
+{
+	unbind_global(l->impl);
+	l->impl = NULL;
+	al_list_remove(&l->link);
+	free(l);
+}
+
 static void registry_global(void *data, uint32_t id, uint32_t permissions, const char *type, uint32_t version,
 			    const struct spa_dict *props)
 {
@@ -231,6 +323,8 @@ static void registry_global(void *data, uint32_t id, uint32_t permissions, const
 		n->pid = v ? atoi(v) : -1;
 		v = props ? spa_dict_lookup(props, PW_KEY_CLIENT_ID) : NULL;
 		n->client_id = v ? (uint32_t)atoi(v) : AL_ID_NONE;
+		if (n->media_class != NULL && strncmp(n->media_class, "Stream/", 7) == 0)
+			n->impl = bind_global(pc, id, PW_TYPE_INTERFACE_Node, PW_VERSION_NODE, n);
 		al_list_append(&c->nodes, &n->link);
 		al_host_push(c->host, AL_EV_GRAPH, tid, 1, id, "node");
 	} else if (strcmp(type, PW_TYPE_INTERFACE_Link) == 0) {
@@ -244,6 +338,7 @@ static void registry_global(void *data, uint32_t id, uint32_t permissions, const
 		l->id = id;
 		l->out_node = (uint32_t)atoi(o);
 		l->in_node = (uint32_t)atoi(i);
+		l->impl = bind_global(pc, id, PW_TYPE_INTERFACE_Link, PW_VERSION_LINK, l);
 		al_list_append(&c->links, &l->link);
 		al_mirror_update_links(c);
 		al_host_push(c->host, AL_EV_GRAPH, tid, 1, id, "link");
@@ -280,7 +375,7 @@ static void registry_global_remove(void *data, uint32_t id)
 	struct al_node_info *n, *tn;
 	al_list_for_each_safe(n, tn, &c->nodes, struct al_node_info, link) {
 		if (n->id == id) {
-			al_mirror_free_node(n);
+			free_node(n);
 			al_host_push(c->host, AL_EV_GRAPH, tid, 0, id, "node");
 			return;
 		}
@@ -288,8 +383,7 @@ static void registry_global_remove(void *data, uint32_t id)
 	struct al_link_info *l, *tl;
 	al_list_for_each_safe(l, tl, &c->links, struct al_link_info, link) {
 		if (l->id == id) {
-			al_list_remove(&l->link);
-			free(l);
+			free_link(l);
 			al_mirror_update_links(c);
 			al_host_push(c->host, AL_EV_GRAPH, tid, 0, id, "link");
 			return;
@@ -381,6 +475,12 @@ static void pw_close(struct al_core *c)
 		struct al_client_info *ci, *tci;
 		al_list_for_each_safe(ci, tci, &c->clients, struct al_client_info, link)
 			free_client(ci);
+		struct al_node_info *n, *tn;
+		al_list_for_each_safe(n, tn, &c->nodes, struct al_node_info, link)
+			free_node(n);
+		struct al_link_info *l, *tl;
+		al_list_for_each_safe(l, tl, &c->links, struct al_link_info, link)
+			free_link(l);
 		if (pc->registry) {
 			spa_hook_remove(&pc->registry_listener);
 			pw_proxy_destroy((struct pw_proxy *)pc->registry);

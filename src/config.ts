@@ -44,6 +44,12 @@ export interface AudioloopConfig {
   socketDir?: string;
   /** ring buffer length per loop in milliseconds, 10-2000 */
   bufferMs: number;
+  /**
+   * how long a client session outlives its last client stream, 0-60000 ms:
+   * a client that links again within it (the stream after a probe, the
+   * next track) stays in the same session (one START, one ECONNRESET)
+   */
+  clientGraceMs: number;
   logLevel: LogLevel;
   /** text lines for people, or one JSON object per line for log collectors */
   logFormat: LogFormat;
@@ -53,6 +59,7 @@ export interface AudioloopConfig {
 export const DEFAULT_CONFIG: Readonly<AudioloopConfig> = Object.freeze({
   audioloopInstances: 1,
   bufferMs: 200,
+  clientGraceMs: 1000,
   logLevel: 'info',
   logFormat: 'text',
 });
@@ -108,6 +115,7 @@ const KEYS = {
     allowed: 'a non-empty directory path',
   },
   buffer_ms: { field: 'bufferMs', schema: intSchema(10, 2000), allowed: 'integers 10-2000' },
+  client_grace_ms: { field: 'clientGraceMs', schema: intSchema(0, 60000), allowed: 'integers 0-60000' },
   log_level: { field: 'logLevel', schema: z.enum(['error', 'warn', 'info', 'debug']), allowed: LOG_LEVELS.join(', ') },
   log_format: { field: 'logFormat', schema: z.enum(['text', 'json']), allowed: LOG_FORMATS.join(', ') },
 } satisfies KeyTable;

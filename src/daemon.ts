@@ -98,7 +98,7 @@ export class Daemon extends EventEmitter {
     if (loop) {
       this.retiring.delete(i); // removed, still active, and now back: keep it
     } else {
-      loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.config.bufferMs, log: this.log });
+      loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.config.bufferMs, clientGraceMs: this.config.clientGraceMs, log: this.log });
       this.loops.set(i, loop);
       loop.on('state', (st: string) => {
         if (st === 'idle' && this.retiring.delete(i)) {
@@ -146,7 +146,7 @@ export class Daemon extends EventEmitter {
       res.ignored.push('socket_dir');
     }
     this.log.configure({ level: config.logLevel, format: config.logFormat });
-    for (const loop of this.loops.values()) loop.configure({ bufferMs: config.bufferMs });
+    for (const loop of this.loops.values()) loop.configure({ bufferMs: config.bufferMs, clientGraceMs: config.clientGraceMs });
     const old = this.config.audioloopInstances;
     this.config = { ...config, socketDir: this.config.socketDir };
     for (let i = old; i < config.audioloopInstances; i++) {

@@ -15,6 +15,26 @@
  * cannot move them to another device), removes the node and closes the
  * socket; then the loop is idle and a new server may open it.
  *
+ * One client session per START. "client starts" is the first client's data
+ * flowing (the backend's 'client-start': a link to the node is active, i.e.
+ * the client's node runs). "client stops" is the session's end: no client
+ * stream has been linked to the node for clientGraceMs (the backend's
+ * 'clients' list, i.e. the links). In between, within one session:
+ *  - streams that link and go (GStreamer's "pulsesink probe", a player that
+ *    reopens the device between tracks or for a new format, several clients
+ *    at once or one after another) change nothing for the server;
+ *  - every client paused (corked: 'client-stop', its links paused) is not an
+ *    end either. A reading server then reads nothing (the node hears only
+ *    silence, which is not kept: no data is invented), a writing server is
+ *    held (the node does not run, so the ring is not drained): nothing a
+ *    client played is lost or duplicated, and what arrives resumes where it
+ *    paused.
+ * Write mode, after the server's EOF: the ring is played out, then the node
+ * keeps running (silence) until each recording client's own buffer (its
+ * node.latency, e.g. pipewire-pulse's fragsize: 2 s for parecord's default)
+ * has been filled past the last frame, so every client was handed all of it;
+ * only then are the client streams ended.
+ *
  * Sound server lost: a waiting loop keeps its server and has no node until
  * the daemon reconnects and calls restore(); a server may also open while
  * the sound server is away. A running loop ends as if its client went away
@@ -47,6 +67,8 @@ export function isLegalTransition(from: LoopState, to: LoopState): boolean {
 export interface LoopOptions {
   /** ring length per loop in milliseconds */
   bufferMs: number;
+  /** a session ends once no client was linked for this long (config client_grace_ms; default 1000) */
+  clientGraceMs?: number;
   log?: Logger;
 }
 
@@ -62,6 +84,8 @@ export interface LoopStatus {
   bytes: number;
   xruns: number;
   xrunBytes: number;
+  /** the client session (from START to its end), null before START */
+  session: SessionStatus | null;
   /** peak level of each channel in dBFS (falling 20 dB/s), null when closed */
   levels: number[] | null;
   /** bytes buffered in the ring now, and its size */
@@ -73,6 +97,17 @@ export interface LoopStatus {
   nodeId: number;
   /** requested (OPEN latency=MS) and granted (the graph's quantum) latency; null when closed */
   latency: LatencyStatus | null;
+}
+
+export interface SessionStatus {
+  /** when the first client's data flowed (START) */
+  since: string;
+  /** client streams linked during the session so far (probes and reopens included) */
+  streams: number;
+  /** a client's data flows now (false: every client paused, or none linked) */
+  flowing: boolean;
+  /** no client linked: the grace period runs and the session ends at this time */
+  graceUntil: string | null;
 }
 
 interface Session {
@@ -92,9 +127,21 @@ interface Session {
   waitDrain: boolean;
   started: boolean;
   meter: PeakMeter;
+  /** START was sent at */
+  sessionSince: Date | null;
+  /** client stream node ids linked during the session */
+  seen: Set<number>;
+  /** no client linked since then; the session ends when graceTimer fires */
+  graceSince: Date | null;
+  graceTimer: NodeJS.Timeout | null;
+  /** write mode after EOF: the node's frame count by which every recording client has had everything */
+  drainAt: number | null;
+  drainTimer: NodeJS.Timeout | null;
 }
 
 const READ_CHUNK = 1 << 14;
+/** the most of a recording client's own buffer the play-out waits for (a client asking for more loses the rest) */
+const MAX_CLIENT_BUFFER_S = 10;
 /**
  * write mode, before a client starts: what the loop reads ahead from the
  * server at most, so that it still sees the EOF of a server that goes away;
@@ -116,9 +163,14 @@ export class Loop extends EventEmitter {
     this.log = (opts.log ?? silentLogger).child(this.node);
   }
 
-  /** A reloaded config: takes effect at the next open. */
-  configure(o: { bufferMs: number }): void {
+  /** A reloaded config: buffer_ms takes effect at the next open, client_grace_ms at the next grace period. */
+  configure(o: { bufferMs: number; clientGraceMs?: number }): void {
     this.opts.bufferMs = o.bufferMs;
+    if (o.clientGraceMs !== undefined) this.opts.clientGraceMs = o.clientGraceMs;
+  }
+
+  private get graceMs(): number {
+    return this.opts.clientGraceMs ?? 1000;
   }
 
   get node(): string {
@@ -182,7 +234,10 @@ export class Loop extends EventEmitter {
       // the sound server is away: accept the server; restore() creates the node later
       this.log.warn(`the sound server is not connected; ${this.node} appears when it returns`);
     }
-    const s: Session = { socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false, meter: new PeakMeter(fmt.format, fmt.channels) };
+    const s: Session = {
+      socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
+      meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, seen: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
+    };
     this.s = s;
     socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
     this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz`);
@@ -221,7 +276,8 @@ export class Loop extends EventEmitter {
   private bindEndpoint(s: Session, ep: Endpoint): void {
     s.ep = ep;
     ep.on('client-start', () => s.ep === ep && this.onClientStart(s));
-    ep.on('client-stop', () => s.ep === ep && this.onClientGone(s, 'the client stopped'));
+    ep.on('client-stop', () => s.ep === ep && this.onClientPaused(s));
+    ep.on('clients', () => s.ep === ep && this.onLinksChanged(s));
     ep.on('error', (err: Error) => s.ep === ep && this.onClientGone(s, `the sound server failed: ${err.message}`));
     ep.on('readable', () => s.ep === ep && this.pump(s));
     ep.on('writable', () => s.ep === ep && this.feed(s));
@@ -247,14 +303,77 @@ export class Loop extends EventEmitter {
     }
   }
 
+  /** A client's data flows: START (the session begins), or a paused session resumes. */
   private onClientStart(s: Session): void {
-    if (this.s !== s || this._state !== 'waiting') return;
+    if (this.s !== s) return;
+    if (this._state !== 'waiting') {
+      if (this._state === 'running' || this._state === 'draining') {
+        this.log.info(`session: client data flows again (${describeClients(s.ep?.clients() ?? [])})`);
+        this.onLinksChanged(s);
+      }
+      return;
+    }
     s.started = true;
-    const c = s.ep?.clients()[0];
+    s.sessionSince = new Date();
+    const clients = s.ep?.clients() ?? [];
+    const c = clients[0];
     s.socket.write(formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null }));
     this.setState('running', `client ${c?.appName ?? c?.name ?? '?'} started`);
+    this.onLinksChanged(s);
     if (s.req.mode === 'read') this.pump(s);
     else this.feed(s);
+  }
+
+  /** Every client paused (corked) or gone: not an end of the session; the links decide that. */
+  private onClientPaused(s: Session): void {
+    if (this.s !== s || (this._state !== 'running' && this._state !== 'draining')) return;
+    const linked = s.ep?.clients() ?? [];
+    if (linked.length > 0) {
+      this.log.info(
+        `session: every client paused (${describeClients(linked)}); ` +
+          (s.req.mode === 'read' ? 'the server reads nothing until one resumes' : 'the server is held until one resumes'),
+      );
+    }
+    // a sink may still hold data captured before the pause
+    if (s.req.mode === 'read') this.pump(s);
+    this.onLinksChanged(s);
+  }
+
+  /**
+   * The client streams linked to the node changed. Within a running session:
+   * none left starts the grace period, one linking again ends it.
+   */
+  private onLinksChanged(s: Session): void {
+    if (this.s !== s || !s.ep || s.ep.destroyed || !s.sessionSince) return;
+    if (this._state !== 'running' && !(this._state === 'draining' && s.req.mode === 'write')) return;
+    const linked = s.ep.clients();
+    for (const c of linked) {
+      if (s.seen.has(c.nodeId)) continue;
+      s.seen.add(c.nodeId);
+      if (s.seen.size > 1) this.log.info(`session: client ${describeClients([c])} linked (stream ${s.seen.size} of this session)`);
+    }
+    if (linked.length === 0 && !s.graceTimer) {
+      const ms = this.graceMs;
+      s.graceSince = new Date();
+      this.log.info(`session: no client linked; it ends in ${ms} ms unless one links (client_grace_ms)`);
+      s.graceTimer = setTimeout(() => {
+        s.graceTimer = null;
+        if (this.s === s) this.onClientGone(s, `no client linked for ${ms} ms`);
+      }, ms);
+    } else if (linked.length > 0 && s.graceTimer) {
+      const after = s.graceSince ? Date.now() - s.graceSince.getTime() : 0;
+      clearTimeout(s.graceTimer);
+      s.graceTimer = null;
+      s.graceSince = null;
+      this.log.info(`session: ${describeClients(linked)} linked after ${after} ms without a client: the same session goes on`);
+    }
+  }
+
+  private clearTimers(s: Session): void {
+    if (s.graceTimer) clearTimeout(s.graceTimer);
+    if (s.drainTimer) clearTimeout(s.drainTimer);
+    s.graceTimer = null;
+    s.drainTimer = null;
   }
 
   /** The client side is gone: ECONNRESET for the server, after what is in flight. */
@@ -270,14 +389,16 @@ export class Loop extends EventEmitter {
       }
       return;
     }
-    if (this._state !== 'running') return;
+    if (this._state !== 'running' && !(this._state === 'draining' && s.req.mode === 'write')) return;
+    this.clearTimers(s);
     if (s.req.mode === 'read') {
       // deliver what was captured (also what a failed sound server left in the ring)
       this.setState('draining', why);
       this.pump(s);
       return;
     }
-    if (!s.socket.destroyed) s.socket.end(s.req.mode === 'write' ? 'RESET\n' : '');
+    // write mode: what was not played (ring, pending, a client's unfilled buffer) is not delivered
+    if (!s.socket.destroyed && !s.socket.writableEnded) s.socket.end('RESET\n');
     void this.close(s, why);
   }
 
@@ -352,22 +473,65 @@ export class Loop extends EventEmitter {
     }
   }
 
-  /** write mode after the server's EOF: wait until the ring has gone to the clients */
-  private async playOut(s: Session): Promise<void> {
-    const deadline = Date.now() + 5000 + this.opts.bufferMs * 2;
+  /**
+   * write mode after the server's EOF, every byte in the ring: event-driven
+   * play-out. The node runs on (silence once the ring is empty) until the
+   * graph has taken the ring, plus the largest recording client's own buffer
+   * (its node.latency: pipewire-pulse hands a recording client its data only
+   * in whole fragments, 2 s for parecord's default), plus two quanta; the
+   * backend wakes us when that many frames have gone (Endpoint.wakeAfter).
+   * Bounded: a client buffer beyond MAX_CLIENT_BUFFER_S counts as that much,
+   * and a node that stops running (every client paused) is given up on
+   * after the expected time plus 5 s, both logged.
+   */
+  private playOut(s: Session): void {
     const ep = s.ep;
-    while (this.s === s && ep && !ep.destroyed && ep.stats().fill > 0 && ep.clientActive && Date.now() < deadline) {
-      await sleep(10);
+    if (this.s !== s || !ep || ep.destroyed || this._state !== 'draining') return;
+    const st = ep.stats();
+    const margin = 2 * Math.max(st.quantum, 1024);
+    if (s.drainAt === null) {
+      let clientS = 0;
+      let who = '';
+      for (const c of ep.clients()) {
+        if (c.latency !== null && c.latency > clientS) {
+          clientS = c.latency;
+          who = describeClients([c]);
+        }
+      }
+      if (clientS > MAX_CLIENT_BUFFER_S) {
+        this.log.warn(`play-out: ${who} buffers ${clientS.toFixed(3)} s; waiting for ${MAX_CLIENT_BUFFER_S} s of it only`);
+        clientS = MAX_CLIENT_BUFFER_S;
+      }
+      const frames = st.fill / s.frame + Math.ceil(clientS * s.req.rate) + margin;
+      s.drainAt = st.frames + frames;
+      ep.wakeAfter(frames);
+      this.log.info(
+        `play-out: ${st.fill / s.frame} frames in the ring, then ${clientS.toFixed(3)} s for the clients' buffers` +
+          `${who ? ` (${who})` : ''} and ${margin} frames of margin: ${((frames * 1000) / s.req.rate).toFixed(0)} ms`,
+      );
+      const limit = Math.ceil((frames * 1000) / s.req.rate) + 5000;
+      s.drainTimer = setTimeout(() => {
+        s.drainTimer = null;
+        if (this.s !== s || this._state !== 'draining') return;
+        this.log.warn(`play-out: the node did not run out ${frames} frames within ${limit} ms (clients paused?); ending`);
+        void this.close(s, 'gave up playing out to paused clients');
+      }, limit);
+      return;
     }
-    // the last buffer leaves the graph one or two cycles after the ring
-    const st = ep?.stats() ?? { quantum: 0 };
-    await sleep(Math.max(40, Math.ceil((2 * 1000 * Math.max(st.quantum, 1024)) / s.req.rate)));
-    await this.close(s, 'played out everything the server wrote');
+    if (st.frames < s.drainAt) return;
+    if (st.fill > 0) {
+      // not all of the ring went (cannot be short of a bug): wait for it, once more with margin
+      s.drainAt = st.frames + st.fill / s.frame + margin;
+      ep.wakeAfter(st.fill / s.frame + margin);
+      return;
+    }
+    void this.close(s, 'played out everything the server wrote; every recording client has had it');
   }
 
   /** Ends client streams, removes the node, closes the socket; idempotent per session. */
   private async close(s: Session, why: string): Promise<void> {
     if (this.s !== s || this._state === 'closing') return;
+    this.clearTimers(s);
     this.setState('closing', why);
     const ep = s.ep;
     try {
@@ -408,6 +572,15 @@ export class Loop extends EventEmitter {
       format: s ? { format: s.req.format, rate: s.req.rate, channels: s.req.channels } : null,
       server: s ? { app: s.req.app ?? null, pid: s.req.pid ?? null, nonblock: s.req.nonblock, since: s.since.toISOString() } : null,
       clients: s?.ep && !s.ep.destroyed ? s.ep.clients() : [],
+      session:
+        s?.sessionSince
+          ? {
+              since: s.sessionSince.toISOString(),
+              streams: s.seen.size,
+              flowing: !!s.ep && !s.ep.destroyed && s.ep.clientActive,
+              graceUntil: s.graceSince ? new Date(s.graceSince.getTime() + this.graceMs).toISOString() : null,
+            }
+          : null,
       bytes: s?.bytes ?? 0,
       xruns: st?.xruns ?? 0,
       xrunBytes: st?.xrunBytes ?? 0,
@@ -421,6 +594,7 @@ export class Loop extends EventEmitter {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** `paplay (pid 12), pw-record`: the client streams for a log line */
+function describeClients(list: readonly ClientInfo[]): string {
+  return list.length ? list.map((c) => `${c.appName ?? c.name ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''}`).join(', ') : 'none';
 }

@@ -42,6 +42,8 @@ export interface NativeCableStats {
   cycles: number;
   quantum: number;
   links: number;
+  /** client links in state active (data flows) */
+  activeLinks: number;
   /** PCM bytes moved over the fd */
   fdBytes: number;
   /** bytes held outside the ring: protocol lines not sent yet, bytes after OPEN not in the ring yet */
@@ -57,7 +59,7 @@ export interface NativeCableStats {
 export type CoreEventKind = 'graph' | 'error';
 /** graph: a = 1 added / 0 removed, b = object id, text = 'node' | 'link' | 'client'; error: a = id, b = res, text = message */
 export type CoreCallback = (kind: CoreEventKind, a: number, b: number, text: string | null) => void;
-/** state: a = state name, b = node id; format: a = rate, b = channels; links: a = client links; data: wake-up */
+/** state: a = state name, b = node id; format: a = rate, b = channels; links: a = client links, b = active ones; data: wake-up */
 export type StreamCallback = (kind: 'state' | 'format' | 'data' | 'links', a?: string | number, b?: number, text?: string | null) => void;
 
 export interface NativeStreamOptions {
@@ -87,6 +89,10 @@ export interface NativePeer {
   mediaName?: string | null;
   pid?: number;
   clientId?: number;
+  /** the link is active (data flows) */
+  active?: boolean;
+  /** the peer's node.latency in seconds, when it has one */
+  latency?: number;
 }
 
 export interface NativeNode {
@@ -126,6 +132,7 @@ export interface NativeBinding {
   streamRead(stream: StreamHandle, buf: Buffer): number;
   streamWrite(stream: StreamHandle, buf: Buffer): number;
   streamStats(stream: StreamHandle): NativeStreamStats;
+  streamWakeAfter(stream: StreamHandle, frames: number): number;
   /** removes the node; the cable (and what its ring holds) stays */
   streamDestroy(stream: StreamHandle): void;
   cableCreate(opts: NativeCableOptions, cb: CableCallback): CableHandle | number;

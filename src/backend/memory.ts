@@ -210,6 +210,8 @@ export interface MemoryClientOptions {
    * application stream does)
    */
   silenceWhenEmpty?: boolean;
+  /** source: the buffer the (fake) sound server keeps for this recorder, in ms: what it has recorded shows that much later (like pipewire-pulse's fragments) */
+  latencyMs?: number;
 }
 
 export class MemoryEndpoint extends EventEmitter implements Endpoint {
@@ -230,6 +232,8 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   private primed = false;
   private wantSpace = false;
   private wakePending = false;
+  /** wakeAfter(): wake once `frames` reaches this (0: off) */
+  private wakeAt = 0;
   private queue: (() => void)[] = [];
   private flushScheduled = false;
 
@@ -281,7 +285,7 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
 
   stats(): EndpointStats {
     if (!this.ring) {
-      return { state: 'destroyed', nodeId: -1, fill: this.leftover?.length ?? 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
+      return { state: 'destroyed', nodeId: -1, fill: this.leftover?.length ?? 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0, activeLinks: 0 };
     }
     return {
       state: this.running().length > 0 ? 'streaming' : 'paused',
@@ -294,7 +298,12 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
       cycles: this.cycles,
       quantum: this.quantum,
       links: this.linked.length,
+      activeLinks: this.running().length,
     };
+  }
+
+  wakeAfter(frames: number): void {
+    this.wakeAt = frames > 0 ? this.frames + Math.ceil(frames) : 0;
   }
 
   clients(): ClientInfo[] {
@@ -386,6 +395,10 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
         this.wakeUp('writable');
       }
     }
+    if (this.wakeAt > 0 && this.frames >= this.wakeAt) {
+      this.wakeAt = 0;
+      this.wakeUp(this.options.direction === 'sink' ? 'readable' : 'writable');
+    }
   }
 
   /** sums client buffers (endpoint format); one client passes through bit-exactly */
@@ -475,6 +488,9 @@ export class MemoryClient extends EventEmitter {
   private queued: Buffer[] = [];
   private queuedBytes = 0;
   private recordedParts: Buffer[] = [];
+  /** source with latencyMs: recorded, not yet a whole fragment (never handed to the client if it ends first) */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
 
   constructor(private readonly ep: MemoryEndpoint, private readonly opts: MemoryClientOptions) {
     super();
@@ -495,6 +511,7 @@ export class MemoryClient extends EventEmitter {
       appName: this.opts.appName ?? null,
       mediaName: this.opts.mediaName ?? null,
       pid: this.opts.pid ?? null,
+      latency: this.opts.latencyMs !== undefined ? this.opts.latencyMs / 1000 : null,
     };
   }
 
@@ -576,7 +593,21 @@ export class MemoryClient extends EventEmitter {
 
   /** @internal one cycle of the source's output (endpoint format) */
   push(out: Buffer): void {
-    this.recordedParts.push(this.format === this.ep.options.format ? Buffer.from(out) : convert(out, this.ep.options.format, this.format));
+    const pcm = this.format === this.ep.options.format ? Buffer.from(out) : convert(out, this.ep.options.format, this.format);
+    if (!this.opts.latencyMs) {
+      this.recordedParts.push(pcm);
+      return;
+    }
+    // like pipewire-pulse: the client gets its data in whole fragments of latencyMs
+    const frag = Math.max(1, Math.round((this.opts.latencyMs * this.ep.options.rate) / 1000)) * this.frame;
+    this.held.push(pcm);
+    this.heldBytes += pcm.length;
+    if (this.heldBytes < frag) return;
+    const all = Buffer.concat(this.held);
+    const n = all.length - (all.length % frag);
+    this.recordedParts.push(all.subarray(0, n));
+    this.held = n < all.length ? [all.subarray(n)] : [];
+    this.heldBytes = all.length - n;
   }
 
   /** @internal */

@@ -98,7 +98,7 @@ function backendPeers(native: NativeBinding, core: CoreHandle, nodeId: number): 
         appName ??= owner.appName;
       }
     }
-    seen.set(p.nodeId, { nodeId: p.nodeId, name: p.name ?? null, appName, mediaName: p.mediaName ?? null, pid });
+    seen.set(p.nodeId, { nodeId: p.nodeId, name: p.name ?? null, appName, mediaName: p.mediaName ?? null, pid, latency: p.latency ?? null });
   }
   return [...seen.values()];
 }
@@ -168,7 +168,11 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
     const st = this.native.streamStats(this.handle);
     if (!this._destroyed) return st;
     // as before the split: a destroyed endpoint reports only what a failed sink still holds
-    return { state: 'destroyed', nodeId: -1, fill: this.failed ? st.fill : 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0 };
+    return { state: 'destroyed', nodeId: -1, fill: this.failed ? st.fill : 0, size: 0, frames: 0, xruns: 0, xrunBytes: 0, cycles: 0, quantum: 0, links: 0, activeLinks: 0 };
+  }
+
+  wakeAfter(frames: number): void {
+    if (!this._destroyed) this.native.streamWakeAfter(this.handle, Math.max(0, Math.ceil(frames)));
   }
 
   clients(): ClientInfo[] {
@@ -264,8 +268,9 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
         this.emit(this.options.direction === 'sink' ? 'readable' : 'writable');
         break;
       case 'links':
-        // sinks always run, so a client is there while a link to it is
-        if (this.options.direction === 'sink') this.setClientActive(Number(a) > 0);
+        // sinks always run, so a client's data flows while one of its links
+        // is active (a corked client's links are paused)
+        if (this.options.direction === 'sink') this.setClientActive(Number(b) > 0);
         break;
       case 'state': {
         if (typeof b === 'number' && b >= 0) this.nodeId = b;

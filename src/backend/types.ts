@@ -47,6 +47,8 @@ export interface EndpointStats {
   quantum: number;
   /** client links to the node */
   links: number;
+  /** those of them active: the client's data flows (a paused/corked client's link is not) */
+  activeLinks: number;
 }
 
 /** A client of the loop: an application stream linked to our node. */
@@ -56,13 +58,20 @@ export interface ClientInfo {
   appName: string | null;
   mediaName: string | null;
   pid: number | null;
+  /**
+   * the buffer the sound server keeps for this client stream, in seconds
+   * (its node.latency; pipewire-pulse sets it from a recorder's fragsize),
+   * null when the stream names none
+   */
+  latency: number | null;
 }
 
 /**
  * One client-side device ("the cable's far end").
  * Events:
- *  - 'client-start'  a client started playing/recording (data flows)
- *  - 'client-stop'   the last client stopped
+ *  - 'client-start'  a client's data flows (a link to the node is active)
+ *  - 'client-stop'   no client's data flows any more: every client paused
+ *                    (corked) or gone; the 'clients' list tells which
  *  - 'readable'      (sink) data is waiting in the ring
  *  - 'writable'      (source) the ring has room again after a short write
  *  - 'clients'       the set of linked client streams changed
@@ -82,6 +91,11 @@ export interface Endpoint extends EventEmitter {
   /** source: copies whole frames of buf into the ring, returns bytes taken */
   write(buf: Buffer): number;
   stats(): EndpointStats;
+  /**
+   * One data wake-up ('writable' for a source, 'readable' for a sink) once
+   * the node has moved `frames` more frames (silence included); 0 cancels.
+   */
+  wakeAfter(frames: number): void;
   clients(): ClientInfo[];
   /** ends every client stream linked to the node (they must not move elsewhere) */
   disconnectClients(): Promise<void>;

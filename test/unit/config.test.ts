@@ -23,7 +23,7 @@ function configError(fn: () => unknown): ConfigError {
 describe('config', () => {
   describe('defaults', () => {
     it('has the documented defaults', () => {
-      assert.deepEqual({ ...DEFAULT_CONFIG }, { audioloopInstances: 1, bufferMs: 200, logLevel: 'info', logFormat: 'text' });
+      assert.deepEqual({ ...DEFAULT_CONFIG }, { audioloopInstances: 1, bufferMs: 200, clientGraceMs: 1000, logLevel: 'info', logFormat: 'text' });
       assert.equal('socketDir' in DEFAULT_CONFIG, false);
       assert.ok(Object.isFrozen(DEFAULT_CONFIG));
     });
@@ -42,7 +42,7 @@ describe('config', () => {
     });
 
     it('lists the known keys', () => {
-      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'log_level', 'log_format']);
+      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'client_grace_ms', 'log_level', 'log_format']);
     });
   });
 
@@ -62,6 +62,7 @@ describe('config', () => {
         audioloopInstances: 4,
         socketDir: '/run/audioloop test',
         bufferMs: 50,
+        clientGraceMs: 1000,
         logLevel: 'debug',
         logFormat: 'json',
       };
@@ -203,10 +204,10 @@ describe('config', () => {
       const err = configError(() => parseConfig('buffer_ms = 20\naudioloop_instance = 2', FILE));
       assert.equal(err.line, 2);
       assert.equal(err.key, 'audioloop_instance');
-      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, log_level, log_format');
+      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format');
       assert.equal(
         err.message,
-        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, log_level, log_format`,
+        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format`,
       );
     });
 
@@ -249,7 +250,7 @@ describe('config', () => {
     it('reads and parses a file, naming it in errors', () => {
       const file = join(dir, 'a.conf');
       writeFileSync(file, 'audioloop_instances = 5\nbuffer_ms = 30\n');
-      assert.deepEqual(loadConfig(file), { audioloopInstances: 5, bufferMs: 30, logLevel: 'info', logFormat: 'text' });
+      assert.deepEqual(loadConfig(file), { audioloopInstances: 5, bufferMs: 30, clientGraceMs: 1000, logLevel: 'info', logFormat: 'text' });
       writeFileSync(file, 'audioloop_instances = 5\nbuffer_ms = 3\n');
       const err = configError(() => loadConfig(file));
       assert.equal(err.file, file);

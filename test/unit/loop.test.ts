@@ -67,10 +67,10 @@ interface Harness {
   changes: string[];
 }
 
-function harness(opts: { bufferMs?: number; quantum?: number } = {}): Harness {
+function harness(opts: { bufferMs?: number; quantum?: number; clientGraceMs?: number } = {}): Harness {
   const backend = new MemoryBackend({ quantum: opts.quantum ?? 256 });
   const log: string[] = [];
-  const loop = new Loop(0, () => backend, { bufferMs: opts.bufferMs ?? 200, log: createLogger('debug', 't', (l) => log.push(l)) });
+  const loop = new Loop(0, () => backend, { bufferMs: opts.bufferMs ?? 200, clientGraceMs: opts.clientGraceMs ?? 50, log: createLogger('debug', 't', (l) => log.push(l)) });
   const changes: string[] = [];
   loop.on('state', (to: LoopState, from: LoopState) => changes.push(`${from} -> ${to}`));
   return { backend, loop, log, changes };
@@ -199,12 +199,14 @@ describe('Loop state machine (memory backend)', function () {
       // the whole lot reaches the ring within one macrotask, then the client leaves
       h.backend.clock.step(Math.ceil(12000 / 256));
       assert.equal(ep.stats().fill, pcm.length);
-      c.stop();
+      c.disconnect(); // the client leaves (a stop alone is a pause: the session stays)
       await waitFor(() => h.loop.state === 'idle', 5000, 'idle');
       await waitFor(() => prog.ended, 3000, 'EOF at the server');
       assert.ok(prog.after(2).equals(pcm), `all ${pcm.length} bytes before EOF, got ${prog.after(2).length}`);
       assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> running', 'running -> draining', 'draining -> closing', 'closing -> idle']);
-      assert.equal(c.state, 'ended', 'the client stream was ended, not left to be moved');
+      // the session ended because the client left: nothing is linked that could be moved elsewhere
+      assert.equal(c.state, 'stopped', 'the client left by itself, it was not orphaned');
+      assert.deepEqual(ep.linkedClients(), []);
       assert.ok(ep.destroyed);
       assert.equal(h.backend.endpoint('audioloop0'), undefined, 'the node is gone');
     });
@@ -219,7 +221,7 @@ describe('Loop state machine (memory backend)', function () {
       c.play(pcm);
       h.backend.clock.step(Math.ceil(frames / 256));
       assert.equal(ep.stats().fill, pcm.length);
-      c.stop();
+      c.disconnect(); // the client leaves (a stop alone is a pause: the session stays)
       await waitFor(() => h.changes.includes('running -> draining'), 3000, 'draining');
       await sleep(100);
       assert.equal(h.loop.state, 'draining', 'still draining while the server does not read');
@@ -325,12 +327,13 @@ describe('Loop state machine (memory backend)', function () {
       const c = await startClient(h, ep);
       prog.sock.write(counterPcm('s16le', 2, 262144)); // far more than the ring
       await waitFor(() => ep.stats().fill === ep.stats().size, 3000, 'a full ring');
-      c.stop();
+      c.disconnect(); // the client leaves (a stop alone is a pause: the session stays)
       // the daemon closes with unread data: the server sees RESET, then the connection reset
       await waitFor(() => h.loop.state === 'idle' && prog.closed, 3000, 'idle and closed');
       assert.deepEqual(prog.lines(), [prog.lines()[0], 'START app=paplay pid=4242', 'RESET']);
       assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> running', 'running -> closing', 'closing -> idle']);
-      assert.equal(c.state, 'ended');
+      assert.equal(c.state, 'stopped', 'the client left by itself, it was not orphaned');
+      assert.deepEqual(ep.linkedClients(), []);
     });
 
     it('the server finishes (EOF): running -> draining, the ring is played out, then closing -> idle', async function () {
@@ -445,7 +448,7 @@ describe('Loop state machine (memory backend)', function () {
       const h = harness();
       const { prog, ep } = await open(h, 'OPEN mode=read');
       const early = ep.connectClient({ appName: 'early' }).start();
-      early.stop();
+      early.disconnect(); // the client leaves (a stop alone is a pause: the session stays)
       await sleep(30);
       // start+stop while waiting: the start moves to running, the stop drains and closes
       await waitFor(() => h.loop.state === 'idle', 3000, 'idle after a start/stop blip');
@@ -468,7 +471,7 @@ describe('Loop state machine (memory backend)', function () {
       const c = await startClient(h, ep);
       c.play(counterPcm('s16le', 2, 512));
       h.backend.clock.step(2);
-      c.stop();
+      c.disconnect(); // the client leaves (a stop alone is a pause: the session stays)
       await waitFor(() => h.loop.state === 'idle', 3000, 'idle');
       const logged = h.log.filter((l) => / info .* -> /.test(l)).map((l) => /: (\w+ -> \w+) \(/.exec(l)?.[1]);
       assert.deepEqual(logged, h.changes);
@@ -572,7 +575,7 @@ describe('Loop state machine (memory backend)', function () {
       const pcm = counterPcm('s16le', 2, 3000);
       c.play(pcm);
       backend.clock.step(Math.ceil(3000 / 256));
-      c.stop();
+      c.disconnect(); // the client leaves (a stop alone is a pause: the session stays)
       const got: Buffer[] = [];
       let err: (Error & { code?: string }) | null = null;
       for (;;) {
