@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox ffmpeg
-      pkg-config make g++ python3
-      libasound2-dev alsa-utils alsa-oss libsox-fmt-oss python3-pyaudio)
+      pkg-config make gcc g++ python3 libpulse-dev
+      libasound2-dev alsa-utils alsa-oss libsox-fmt-oss python3-pyaudio
+      gstreamer1.0-tools gstreamer1.0-pulseaudio gstreamer1.0-pipewire gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 
 missing=()
 for p in "${DEBS[@]}"; do
@@ -45,6 +46,12 @@ fi
 # scripts/wireplumber-policy.sh uninstall. AUDIOLOOP_NO_WIREPLUMBER_RULE=1 skips it.
 if [[ "${AUDIOLOOP_NO_WIREPLUMBER_RULE:-}" != 1 ]]; then
   bash scripts/wireplumber-policy.sh install
+fi
+# test/tools/pacork: a libpulse client that really corks, for the session tests
+if [[ ! -x dist/tools/pacork || test/tools/pacork.c -nt dist/tools/pacork ]]; then
+  echo "setup: building test/tools/pacork" >&2
+  mkdir -p dist/tools
+  cc -O2 -Wall -o dist/tools/pacork test/tools/pacork.c $(pkg-config --cflags --libs libpulse)
 fi
 echo "setup: compiling TypeScript" >&2
 npm run --silent build:ts >&2
