@@ -13,7 +13,7 @@ import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
 import { openServer } from '../client';
-import { alignColumns, fetchStatus, loopCells, LOOP_HEAD } from '../control';
+import { alignColumns, fetchStatus, loopCells, LOOP_HEAD, who } from '../control';
 import { cmdTop, TOP_HELP } from './top';
 import { progressFor } from './progress';
 import { describeFormat, isSampleFormat, SAMPLE_FORMATS, type PcmFormat, type SampleFormat } from '../format';
@@ -486,10 +486,20 @@ async function cmdStatus(argv: string[]): Promise<number> {
   process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
   for (const line of alignColumns(rows)) process.stdout.write(line + '\n');
   for (const l of st.loops) if (l.latency && l.format) process.stdout.write(describeLatency(l.node, l.format.rate, l.latency) + '\n');
+  for (const l of st.loops) if (l.session) process.stdout.write(describeSession(l.node, l.session, l.clients) + '\n');
   for (const l of st.loops) if (l.bridge) process.stdout.write(describeMetrics(l.node, l.bridge) + '\n');
   return EXIT.OK;
 }
 
+
+/** `audioloop0 session since 23:59:01.250 (3 client streams so far): paplay (pid 12) linked, data flowing` */
+export function describeSession(node: string, ses: NonNullable<DaemonStatus['loops'][number]['session']>, clients: DaemonStatus['loops'][number]['clients']): string {
+  const since = ses.since.slice(11, 23);
+  const linked = clients.length ? `${clients.map((c) => who(c.appName ?? c.name, c.pid)).join(', ')} linked` : 'no client linked';
+  const grace = ses.graceUntil ? `, grace period: the session ends in ${Math.max(0, Date.parse(ses.graceUntil) - Date.now())} ms unless a client links` : '';
+  const flow = clients.length ? (ses.flowing ? ', data flowing' : ', every client paused') : '';
+  return `${node} session since ${since} (${ses.streams} client stream${ses.streams === 1 ? '' : 's'} so far): ${linked}${flow}${grace}`;
+}
 
 function help(topic: string): number {
   process.stdout.write((topic === 'daemon' ? daemonHelp() : HELP[topic]) + '\n');

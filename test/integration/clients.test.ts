@@ -335,9 +335,26 @@ describe('issue 9: real clients on a loop (real daemon, real PipeWire)', functio
       // paplay with a 1 s buffer: a starved paplay underruns and pipewire-pulse skips late data (see cli.test.ts)
       const first = await run('paplay', ['-d', 'audioloop2', '--latency-msec=1000', a], { timeoutMs: 15000 });
       assert.equal(first.code, 0, first.stderr);
-      await sleep(300);
+      // between the two: status shows the session in its grace period
+      const st = (await fetchStatus(sock)).loops[2]!;
+      assert.equal(st.state, 'running');
+      assert.ok(st.session, 'a session');
+      assert.deepEqual(st.clients, [], 'no client linked now');
+      assert.ok(st.session.graceUntil && Date.parse(st.session.graceUntil) > Date.parse(st.session.since), JSON.stringify(st.session));
+      assert.equal(st.session.flowing, false);
+      const text = await run(process.execPath, [CLI, 'status', '-s', sock]);
+      assert.match(text.stdout, /audioloop2 session since \d\d:\d\d:\d\d\.\d{3} \(\d+ client streams? so far\): no client linked, grace period: the session ends in \d+ ms/);
+      await sleep(100);
       assert.equal(srv.child.exitCode, null, 'the server is still in its session');
-      const second = await run('paplay', ['-d', 'audioloop2', '--latency-msec=1000', b], { timeoutMs: 15000 });
+      const secondP = run('paplay', ['-d', 'audioloop2', '--latency-msec=1000', b], { timeoutMs: 15000 });
+      // while it plays: linked, flowing, no grace period, two streams in the session
+      const during = await waitFor(async () => {
+        const l = (await fetchStatus(sock)).loops[2]!;
+        return l.clients.some((c) => c.appName === 'paplay') && l.session?.flowing ? l : null;
+      }, 5000, 'paplay linked and flowing');
+      assert.equal(during.session?.graceUntil, null);
+      assert.ok((during.session?.streams ?? 0) >= 2, JSON.stringify(during.session));
+      const second = await secondP;
       assert.equal(second.code, 0, second.stderr);
       assert.equal((await finished(srv, 15000, 'record')).code, 0);
       const c = checkCounter(withoutSilence(await samples(out)), 's16le', 2);
