@@ -102,7 +102,7 @@ export interface LoopStatus {
 export interface SessionStatus {
   /** when the first client's data flowed (START) */
   since: string;
-  /** client streams linked during the session so far (probes and reopens included) */
+  /** client streams linked to the node so far (probes and reopens included) */
   streams: number;
   /** a client's data flows now (false: every client paused, or none linked) */
   flowing: boolean;
@@ -129,8 +129,11 @@ interface Session {
   meter: PeakMeter;
   /** START was sent at */
   sessionSince: Date | null;
-  /** client stream node ids linked during the session */
+  /** client streams linked to the node since the server opened, and the ones linked now */
+  streams: number;
   seen: Set<number>;
+  /** those the log has named */
+  logged: Set<number>;
   /** no client linked since then; the session ends when graceTimer fires */
   graceSince: Date | null;
   graceTimer: NodeJS.Timeout | null;
@@ -236,7 +239,7 @@ export class Loop extends EventEmitter {
     }
     const s: Session = {
       socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
-      meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, seen: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
+      meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, streams: 0, seen: new Set(), logged: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
     };
     this.s = s;
     socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
@@ -277,7 +280,13 @@ export class Loop extends EventEmitter {
     s.ep = ep;
     ep.on('client-start', () => s.ep === ep && this.onClientStart(s));
     ep.on('client-stop', () => s.ep === ep && this.onClientPaused(s));
-    ep.on('clients', () => s.ep === ep && this.onLinksChanged(s));
+    ep.on('clients', (list: ClientInfo[]) => {
+      if (s.ep !== ep) return;
+      // every stream linked to the node since the server opened (a probe
+      // before START included); PipeWire reuses ids, so count arrivals
+      this.countStreams(s, list);
+      this.onLinksChanged(s);
+    });
     ep.on('error', (err: Error) => s.ep === ep && this.onClientGone(s, `the sound server failed: ${err.message}`));
     ep.on('readable', () => s.ep === ep && this.pump(s));
     ep.on('writable', () => s.ep === ep && this.feed(s));
@@ -348,10 +357,11 @@ export class Loop extends EventEmitter {
     if (this._state !== 'running' && !(this._state === 'draining' && s.req.mode === 'write')) return;
     const linked = s.ep.clients();
     for (const c of linked) {
-      if (s.seen.has(c.nodeId)) continue;
-      s.seen.add(c.nodeId);
-      if (s.seen.size > 1) this.log.info(`session: client ${describeClients([c])} linked (stream ${s.seen.size} of this session)`);
+      if (s.logged.has(c.nodeId)) continue;
+      s.logged.add(c.nodeId);
+      if (s.streams > 1) this.log.info(`session: client ${describeClients([c])} linked (stream ${s.streams} on the node)`);
     }
+    for (const id of [...s.logged]) if (!linked.some((c) => c.nodeId === id)) s.logged.delete(id);
     if (linked.length === 0 && !s.graceTimer) {
       const ms = this.graceMs;
       s.graceSince = new Date();
@@ -367,6 +377,12 @@ export class Loop extends EventEmitter {
       s.graceSince = null;
       this.log.info(`session: ${describeClients(linked)} linked after ${after} ms without a client: the same session goes on`);
     }
+  }
+
+  private countStreams(s: Session, list: readonly ClientInfo[]): void {
+    const now = new Set(list.map((c) => c.nodeId));
+    for (const id of now) if (!s.seen.has(id)) s.streams++;
+    s.seen = now;
   }
 
   private clearTimers(s: Session): void {
@@ -564,6 +580,9 @@ export class Loop extends EventEmitter {
   status(): LoopStatus {
     const s = this.s;
     const st = s?.ep?.stats();
+    const linked = s?.ep && !s.ep.destroyed ? s.ep.clients() : [];
+    // the graph mirror may be ahead of the 'clients' event: count what is linked now too
+    if (s) this.countStreams(s, linked);
     return {
       instance: this.instance,
       node: this.node,
@@ -571,12 +590,12 @@ export class Loop extends EventEmitter {
       mode: s?.req.mode ?? null,
       format: s ? { format: s.req.format, rate: s.req.rate, channels: s.req.channels } : null,
       server: s ? { app: s.req.app ?? null, pid: s.req.pid ?? null, nonblock: s.req.nonblock, since: s.since.toISOString() } : null,
-      clients: s?.ep && !s.ep.destroyed ? s.ep.clients() : [],
+      clients: linked,
       session:
         s?.sessionSince
           ? {
               since: s.sessionSince.toISOString(),
-              streams: s.seen.size,
+              streams: s.streams,
               flowing: !!s.ep && !s.ep.destroyed && s.ep.clientActive,
               graceUntil: s.graceSince ? new Date(s.graceSince.getTime() + this.graceMs).toISOString() : null,
             }
