@@ -18,6 +18,7 @@ import {
   formatOpen,
   LATENCY_MS,
   LineReader,
+  RESET_LINE,
   loopSocketPath,
   parseErr,
   parseOk,
@@ -198,7 +199,7 @@ export class LoopServer extends EventEmitter {
       }
       reader.feed(chunk);
       for (let line = reader.take(); line !== null; line = reader.take()) {
-        if (!started && line === 'RESET') {
+        if (!started && line === RESET_LINE) {
           // the daemon ended the loop before any client started (e.g. it is stopping)
           this.reset('the daemon closed the loop before a client started', true);
           return;
@@ -217,7 +218,7 @@ export class LoopServer extends EventEmitter {
             if (rest.length) this._readable!.deliver(rest);
             return;
           }
-        } else if (line === 'RESET') {
+        } else if (line === RESET_LINE) {
           this.reset('the client went away', true);
         }
       }
@@ -319,7 +320,6 @@ export class LoopServer extends EventEmitter {
 /** Read mode stream: PCM, then an 'error' ECONNRESET once every byte was consumed. */
 class ServerReadable extends Readable {
   pendingError: AudioloopError | null = null;
-  private poll: NodeJS.Timeout | null = null;
 
   constructor(private readonly owner: LoopServer) {
     super({ highWaterMark: 1 << 16 });
@@ -342,22 +342,20 @@ class ServerReadable extends Readable {
     if (this.pendingError || this.destroyed) return;
     this.pendingError = err;
     this.emit('buffered');
-    if (!this.maybeFinish()) {
-      this.poll = setInterval(() => this.maybeFinish(), 10);
-    }
+    this.maybeFinish();
+  }
+
+  /** every consumption (paused read() or flowing mode, which calls read() too) may be the last byte */
+  override read(size?: number): Buffer | null {
+    const chunk = super.read(size) as Buffer | null;
+    if (this.pendingError) queueMicrotask(() => this.maybeFinish());
+    return chunk;
   }
 
   private maybeFinish(): boolean {
     if (!this.pendingError || this.readableLength > 0) return false;
-    if (this.poll) clearInterval(this.poll);
-    this.poll = null;
     if (!this.destroyed) this.destroy(this.pendingError);
     return true;
-  }
-
-  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    if (this.poll) clearInterval(this.poll);
-    cb(err);
   }
 }
 

@@ -27,6 +27,7 @@
  *
  *     conf/audioloop.conf:3: audioloop_instances = 40 is invalid: allowed values are integers 1-16
  */
+import { AudioloopError } from './errors';
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -64,9 +65,8 @@ export const DEFAULT_CONFIG: Readonly<AudioloopConfig> = Object.freeze({
   logFormat: 'text',
 });
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  readonly code = 'ECONFIG' as const;
+export class ConfigError extends AudioloopError {
+  declare readonly code: 'ECONFIG';
   /** the config file, as given to parseConfig/loadConfig */
   readonly file: string;
   /** 1-based line number, or undefined when the error is not about one line */
@@ -81,7 +81,7 @@ export class ConfigError extends Error {
     where: { file: string; line?: number; key?: string; allowed?: string },
     options?: { cause?: unknown },
   ) {
-    super(`${where.file}${where.line !== undefined ? `:${where.line}` : ''}: ${detail}`, options);
+    super('ECONFIG', `${where.file}${where.line !== undefined ? `:${where.line}` : ''}: ${detail}`, '', options);
     this.file = where.file;
     this.line = where.line;
     this.key = where.key;

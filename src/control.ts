@@ -4,7 +4,11 @@
 import * as net from 'node:net';
 import type { DaemonStatus } from './daemon';
 import { describeFormat } from './format';
-import { controlSocketPath } from './protocol';
+import { controlSocketPath, LineReader } from './protocol';
+import { makeError } from './errors';
+
+/** the longest STATUS reply read */
+const STATUS_MAX = 1 << 24;
 
 /** Asks the daemon serving `socketDir` for its status; rejects (ENOENT/ECONNREFUSED/ETIMEDOUT) when none answers. */
 export async function fetchStatus(socketDir: string, timeoutMs = 5000): Promise<DaemonStatus> {
@@ -12,20 +16,21 @@ export async function fetchStatus(socketDir: string, timeoutMs = 5000): Promise<
     const sock = net.connect(controlSocketPath(socketDir));
     sock.setTimeout(timeoutMs, () => {
       sock.destroy();
-      reject(Object.assign(new Error(`the daemon at ${socketDir} did not answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      reject(makeError('ETIMEDOUT', 'STATUS', `the daemon at ${socketDir} did not answer within ${timeoutMs} ms`));
     });
-    let buf = '';
+    // the one line reader of the protocol (a status of 16 loops is a long line)
+    const reader = new LineReader(STATUS_MAX);
     sock.on('connect', () => sock.write('STATUS\n'));
-    sock.on('data', (d) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
+    sock.on('data', (d: Buffer) => {
+      try {
+        reader.feed(d);
+        const line = reader.take();
+        if (line === null) return;
         sock.destroy();
-        try {
-          resolve(JSON.parse(buf.slice(0, nl)) as DaemonStatus);
-        } catch (e) {
-          reject(e);
-        }
+        resolve(JSON.parse(line) as DaemonStatus);
+      } catch (e) {
+        sock.destroy();
+        reject(e);
       }
     });
     sock.on('error', reject);

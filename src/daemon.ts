@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { EventEmitter } from 'node:events';
 import type { Backend } from './backend/types';
 import type { AudioloopConfig } from './config';
-import { errnoOf } from './errors';
+import { errnoOf, makeError } from './errors';
 import { Loop, type LoopStatus } from './loop';
 import { silentLogger, type Logger } from './log';
 import { parseMetricsLine } from './bridge/metrics';
@@ -190,9 +190,7 @@ export class Daemon extends EventEmitter {
 
   private currentBackend(): Backend {
     if (!this.backend) {
-      const err = new Error('the sound server is not connected') as Error & { code: string };
-      err.code = 'ENODEV';
-      throw err;
+      throw makeError('ENODEV', 'connect', 'the sound server is not connected');
     }
     return this.backend;
   }
@@ -423,7 +421,5 @@ async function removeStaleSocket(path: string): Promise<void> {
     fs.rmSync(path, { force: true });
     return;
   }
-  const err = new Error(`another audioloop daemon is serving ${path}`) as Error & { code: string };
-  err.code = 'EADDRINUSE';
-  throw err;
+  throw makeError('EADDRINUSE', 'listen', `another audioloop daemon is serving ${path}`);
 }

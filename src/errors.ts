@@ -1,15 +1,30 @@
 import { constants as osConstants } from 'node:os';
 
 /**
- * Errors shaped like Node's own system errors: `code` ('ECONNRESET'),
- * positive `errno`, `syscall`. Native calls return negative errno values;
- * this is the one place they become Error objects.
+ * The one error helper. Every coded error of audioloop is an
+ * AudioloopError: `code` ('ECONNRESET'), positive `errno` (0 for our own
+ * codes such as ECONFIG), `syscall` where there is one, shaped like Node's
+ * own system errors. The kinds are subclasses, told apart with instanceof:
+ * SystemError (an errno from a call: makeError/errnoError, native results),
+ * ProtocolError (a refusal on the wire: `ERR CODE ERRNO message`),
+ * ConfigError, WavFormatError, RtpError, SdpError.
  */
-export interface AudioloopError extends Error {
-  code: string;
-  errno: number;
-  syscall: string;
+export class AudioloopError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+
+  constructor(code: string, message: string, syscall = '', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.errno = errnoOf(code);
+    this.syscall = syscall;
+  }
 }
+
+/** An errno from a call (a socket, the native addon, the sound server). */
+export class SystemError extends AudioloopError {}
 
 const errnoNames = new Map<number, string>();
 for (const [name, value] of Object.entries(osConstants.errno)) {
@@ -40,17 +55,13 @@ export function codeOf(errno: number): string {
 }
 
 /** Builds an error from a code name: `makeError('ECONNRESET', 'read')`. */
-export function makeError(code: string, syscall: string, message?: string): AudioloopError {
+export function makeError(code: string, syscall: string, message?: string): SystemError {
   const text = message ?? DEFAULT_MESSAGES[code] ?? code;
-  const err = new Error(`${syscall} ${code}: ${text}`) as AudioloopError;
-  err.code = code;
-  err.errno = errnoOf(code);
-  err.syscall = syscall;
-  return err;
+  return new SystemError(code, `${syscall} ${code}: ${text}`, syscall);
 }
 
 /** Builds an error from a negative (or positive) errno returned by native code. */
-export function errnoError(errno: number, syscall: string, message?: string): AudioloopError {
+export function errnoError(errno: number, syscall: string, message?: string): SystemError {
   return makeError(codeOf(errno), syscall, message);
 }
 

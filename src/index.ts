@@ -12,7 +12,7 @@ export { openServer, LoopServer, type OpenServerOptions, type ClientStart } from
 export { fetchStatus } from './control';
 export { Daemon, type DaemonOptions, type DaemonStatus, type ReloadResult } from './daemon';
 export type { LoopState, LoopStatus } from './loop';
-export { makeError, errnoError, isErrorWithCode, type AudioloopError } from './errors';
+export { makeError, errnoError, isErrorWithCode, AudioloopError, SystemError } from './errors';
 export { SAMPLE_FORMATS, FORMAT_INFO, frameBytes, bytesPerSecond, validateFormat, describeFormat, type SampleFormat, type PcmFormat } from './format';
 export { loadConfig, parseConfig, findConfig, configSearchPath, ConfigError, DEFAULT_CONFIG, type AudioloopConfig, type ConfigLocation } from './config';
 export { WavFileWriter, readWavFile, openWavStream, parseWavHeader, wavHeader } from './wav';

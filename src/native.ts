@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import { AudioloopError } from './errors';
 
 declare const coreBrand: unique symbol;
 declare const streamBrand: unique symbol;
@@ -157,18 +158,20 @@ let binding: NativeBinding | undefined;
 export function loadNative(): NativeBinding {
   if (binding) return binding;
   const root = path.resolve(__dirname, '..', '..');
+  // AUDIOLOOP_NATIVE_ADDON: another build of the addon (scripts/asan.sh)
+  const override = process.env['AUDIOLOOP_NATIVE_ADDON'];
   const candidates = [
+    ...(override ? [override] : []),
     path.join(root, 'build', 'Release', 'audioloop_native.node'),
     path.join(root, 'build', 'Debug', 'audioloop_native.node'),
   ];
   const file = candidates.find((f) => fs.existsSync(f));
   if (!file) {
-    const err = new Error(
+    throw new AudioloopError(
+      'ENOADDON',
       `audioloop: the native addon is not built (looked for ${candidates[0]}); run "npm run build:native" ` +
         '(needs libpipewire-0.3-dev, see scripts/setup.sh)',
-    ) as Error & { code: string };
-    err.code = 'ENOADDON';
-    throw err;
+    );
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   binding = require(file) as NativeBinding;

@@ -27,6 +27,7 @@
  *   ETIMEDOUT  no complete line within the daemon's handshake timeout (5 s)
  *   EBUSY      the server end is already open; ENODEV no sound server
  */
+import { AudioloopError } from './errors';
 import { FORMAT_INFO, isSampleFormat, validateFormat, SAMPLE_FORMATS, type PcmFormat } from './format';
 
 export const PROTOCOL_VERSION = 1;
@@ -52,10 +53,9 @@ export interface OkReply extends PcmFormat {
 }
 
 /** A protocol-level refusal: becomes `ERR CODE ERRNO message`. */
-export class ProtocolError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-    this.name = 'ProtocolError';
+export class ProtocolError extends AudioloopError {
+  constructor(code: string, message: string) {
+    super(code, message);
   }
 }
 

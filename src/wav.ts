@@ -13,6 +13,7 @@
  * the extensible layout, RF64 (64-bit sizes in a ds64 chunk), and a data size
  * of 0 or 0xFFFFFFFF meaning "until end of file" (streaming writers).
  */
+import { AudioloopError } from './errors';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { FORMAT_INFO, frameBytes, validateFormat, type PcmFormat, type SampleFormat } from './format';
@@ -54,9 +55,11 @@ const FORMAT_TAG_NAMES: Record<number, string> = {
 const U32_MAX = 0xffffffff;
 
 /** Error for files that are not WAV or use an encoding/format we do not support. */
-export class WavFormatError extends Error {
-  override readonly name = 'WavFormatError';
-  readonly code = 'EWAVFORMAT' as const;
+export class WavFormatError extends AudioloopError {
+  declare readonly code: 'EWAVFORMAT';
+  constructor(message: string) {
+    super('EWAVFORMAT', message);
+  }
 }
 
 function assertValidFormat(fmt: PcmFormat): void {

@@ -11,6 +11,7 @@
  *   [extension: 16-bit profile, 16-bit length in words, data]       ]
  *   payload ... [padding, last byte = padding length when P]
  */
+import { AudioloopError } from '../errors';
 import { randomBytes } from 'node:crypto';
 
 export const RTP_VERSION = 2;
@@ -34,8 +35,10 @@ export interface RtpPacket {
   payload: Buffer;
 }
 
-export class RtpError extends Error {
-  readonly code = 'EPROTO';
+export class RtpError extends AudioloopError {
+  constructor(message: string) {
+    super('EPROTO', message);
+  }
 }
 
 /** Builds an RTP packet (no padding, no extension). */

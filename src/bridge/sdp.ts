@@ -5,6 +5,7 @@
  * section 7: the channel count in the rtpmap is always 2); `stereo` and
  * `sprop-stereo` in the fmtp tell whether the sender encodes stereo.
  */
+import { AudioloopError } from '../errors';
 import { isIP } from 'node:net';
 
 export interface OpusSdp {
@@ -24,8 +25,10 @@ export interface OpusSdp {
   ssrc?: number;
 }
 
-export class SdpError extends Error {
-  readonly code = 'EINVAL';
+export class SdpError extends AudioloopError {
+  constructor(message: string) {
+    super('EINVAL', message);
+  }
 }
 
 function addrType(a: string): 'IP4' | 'IP6' {
