@@ -278,14 +278,24 @@ static void deliver_cable(struct al_target *t, const struct al_event *ev)
 /* ------------------------------------------------------------------------ */
 /* cores                                                                     */
 
-/* coreOpen(callback(kind, a, b, text), appName?) -> external | negative errno */
+/* coreOpen(callback(kind, a, b, text), appName?, backend?) -> external | negative errno
+ * backend: "pipewire" (default) or "pulseaudio" */
 static napi_value js_core_open(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
-	napi_value argv[2] = { NULL, NULL };
+	size_t argc = 3;
+	napi_value argv[3] = { NULL, NULL, NULL };
 	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	char app_name[128] = "audioloop";
+	char app_name[128] = "audioloop", backend[32] = "pipewire";
 	if (argc >= 2 && !arg_str(env, argv[1], app_name, sizeof(app_name)))
+		return make_int(env, -EINVAL);
+	if (argc >= 3 && !arg_str(env, argv[2], backend, sizeof(backend)))
+		return make_int(env, -EINVAL);
+	const struct al_backend_ops *ops;
+	if (backend[0] == '\0' || strcmp(backend, "pipewire") == 0)
+		ops = &al_pipewire_ops;
+	else if (strcmp(backend, "pulseaudio") == 0)
+		ops = &al_pulseaudio_ops;
+	else
 		return make_int(env, -EINVAL);
 	if (app_name[0] == '\0')
 		snprintf(app_name, sizeof(app_name), "audioloop");
@@ -301,7 +311,7 @@ static napi_value js_core_open(napi_env env, napi_callback_info info)
 	h->core.host = host;
 	al_list_init(&h->core.target.link);
 	al_target_add(host, &h->core.target, argv[0], deliver_core);
-	int res = al_core_open(&h->core, host, &al_pipewire_ops, app_name);
+	int res = al_core_open(&h->core, host, ops, app_name);
 	if (res < 0) {
 		al_target_remove(host, &h->core.target);
 		free(h);

@@ -129,5 +129,6 @@ void al_mirror_free_client(struct al_client_info *ci);
 void al_mirror_update_links(struct al_core *c);
 
 extern const struct al_backend_ops al_pipewire_ops;
+extern const struct al_backend_ops al_pulseaudio_ops;
 
 #endif

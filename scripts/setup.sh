@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils dbus sox ffmpeg
+DEBS=(pipewire pipewire-pulse wireplumber pipewire-bin libpipewire-0.3-dev pulseaudio-utils pulseaudio dbus sox ffmpeg
       pkg-config make gcc g++ python3 libpulse-dev
       libasound2-dev alsa-utils alsa-oss libsox-fmt-oss python3-pyaudio
       gstreamer1.0-tools gstreamer1.0-pulseaudio gstreamer1.0-pipewire gstreamer1.0-plugins-base gstreamer1.0-plugins-good)

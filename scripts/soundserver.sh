@@ -4,6 +4,10 @@
 #
 #   scripts/soundserver.sh start DIR   start it (DIR is created 0700); prints
 #                                      the environment to eval on stdout
+#   scripts/soundserver.sh start-pulse DIR   instead a real headless PulseAudio
+#                                      (no PipeWire): a null sink "speakers" as
+#                                      default sink; also `start DIR --pulseaudio`
+#                                      or SOUNDSERVER=pulseaudio
 #   scripts/soundserver.sh stop DIR    stop every process it started (by PID)
 #   scripts/soundserver.sh env DIR     print the environment again
 #
@@ -13,7 +17,7 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 if [[ -z "$cmd" || -z "$dir" || "$cmd" == "-h" || "$cmd" == "--help" ]]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
   [[ "$cmd" == "-h" || "$cmd" == "--help" ]] && exit 0
   exit 2
 fi
@@ -50,7 +54,39 @@ wait_for() { # wait_for SECONDS CMD... : poll until CMD succeeds
   return 1
 }
 
+start_pulse() {
+  command -v pulseaudio >/dev/null || { echo "soundserver: pulseaudio not found (run scripts/setup.sh)" >&2; exit 1; }
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  stop_all
+  mkdir -p "$dir/pulse" "$dir/log" "$dir/config"
+  eval "$(print_env)"
+  unset PIPEWIRE_REMOTE || true
+  export XDG_CONFIG_HOME="$dir/config" HOME="$dir"
+  : > "$dir/pids"
+  # -n: no default.pa (no hardware, no autospawn, no X11 modules); only what we load.
+  # Stream rescue on device removal is built into PulseAudio >= 14's core.
+  pulseaudio -n --daemonize=no --exit-idle-time=-1 --use-pid-file=no --system=false \
+    --disallow-exit --log-target=stderr \
+    -L "module-native-protocol-unix auth-anonymous=1 socket=$dir/pulse/native" \
+    -L "module-null-sink sink_name=speakers sink_properties=device.description=speakers" \
+    -L "module-always-sink" \
+    >"$dir/log/pulseaudio.log" 2>&1 &
+  echo "pulseaudio $!" >> "$dir/pids"
+  wait_for 15 pactl info || { echo "soundserver: pulseaudio did not answer, see $dir/log/pulseaudio.log" >&2; stop_all; exit 1; }
+  pactl set-default-sink speakers >/dev/null 2>&1 || true
+  echo pulseaudio > "$dir/kind"
+  print_env
+}
+
+if [[ "$cmd" == start && ( "${3:-}" == --pulseaudio || "${SOUNDSERVER:-}" == pulseaudio ) ]]; then
+  cmd=start-pulse
+fi
+
 case "$cmd" in
+  start-pulse)
+    start_pulse
+    ;;
   start)
     for bin in dbus-daemon pipewire wireplumber pipewire-pulse pactl; do
       command -v "$bin" >/dev/null || { echo "soundserver: $bin not found (run scripts/setup.sh)" >&2; exit 1; }
@@ -82,6 +118,7 @@ case "$cmd" in
     wait_for 15 pactl info || { echo "soundserver: pipewire-pulse did not answer, see $dir/log/" >&2; stop_all; exit 1; }
     # wireplumber is ready when it has published its settings/default metadata
     wait_for 15 bash -c 'pw-metadata -n default 2>/dev/null | grep -q default' || true
+    echo pipewire > "$dir/kind"
     print_env
     ;;
   stop)
@@ -91,5 +128,5 @@ case "$cmd" in
     print_env
     ;;
   *)
-    echo "soundserver: unknown command '$cmd' (start|stop|env)" >&2; exit 2 ;;
+    echo "soundserver: unknown command '$cmd' (start|start-pulse|stop|env)" >&2; exit 2 ;;
 esac

@@ -121,7 +121,8 @@ export interface NativeClient {
 
 /** Every function returns a negative errno instead of throwing on failure. */
 export interface NativeBinding {
-  coreOpen(cb: CoreCallback, appName?: string): CoreHandle | number;
+  /** backend: 'pipewire' (default) or 'pulseaudio' (native/pa-backend.c) */
+  coreOpen(cb: CoreCallback, appName?: string, backend?: 'pipewire' | 'pulseaudio'): CoreHandle | number;
   coreClose(core: CoreHandle): void;
   coreConnected(core: CoreHandle): boolean;
   corePeers(core: CoreHandle, nodeId: number): NativePeer[];

@@ -9,10 +9,12 @@ import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } fr
 export interface PipeWireBackendOptions {
   /** application.name of our connection */
   appName?: string;
+  /** @internal the native backend behind the same ops (src/backend/pulseaudio.ts uses 'pulseaudio') */
+  nativeBackend?: 'pipewire' | 'pulseaudio';
 }
 
 export class PipeWireBackend extends EventEmitter implements Backend {
-  readonly name = 'pipewire';
+  readonly name: 'pipewire' | 'pulseaudio';
   private readonly native: NativeBinding;
   private core: CoreHandle | null;
   private readonly endpoints = new Set<PipeWireEndpoint>();
@@ -21,10 +23,12 @@ export class PipeWireBackend extends EventEmitter implements Backend {
   /** Connects to the PipeWire server of this environment; throws ECONNREFUSED-like errors when none runs. */
   constructor(opts: PipeWireBackendOptions = {}) {
     super();
+    this.name = opts.nativeBackend ?? 'pipewire';
     this.native = loadNative();
-    const res = this.native.coreOpen((kind, a, b, text) => this.onCoreEvent(kind, a, b, text), opts.appName ?? 'audioloop');
+    const res = this.native.coreOpen((kind, a, b, text) => this.onCoreEvent(kind, a, b, text), opts.appName ?? 'audioloop', this.name);
     if (typeof res === 'number') {
-      throw errnoError(res, 'pw_context_connect', `cannot connect to PipeWire (${this.native.strerror(res)}); is a sound server running? (scripts/soundserver.sh)`);
+      const [call, what] = this.name === 'pulseaudio' ? ['pa_context_connect', 'PulseAudio'] : ['pw_context_connect', 'PipeWire'];
+      throw errnoError(res, call, `cannot connect to ${what} (${this.native.strerror(res)}); is a sound server running? (scripts/soundserver.sh)`);
     }
     this.core = res;
   }
