@@ -54,7 +54,12 @@ export interface AudioloopConfig {
   logLevel: LogLevel;
   /** text lines for people, or one JSON object per line for log collectors */
   logFormat: LogFormat;
+  /** the sound-server backend; undefined: auto (PipeWire where it runs, else a real PulseAudio, else embedded PipeWire) */
+  backend?: BackendChoice;
 }
+
+export type BackendChoice = 'auto' | 'pipewire' | 'pulseaudio';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'pipewire', 'pulseaudio'];
 
 /** The defaults. `socketDir` is absent (not merely undefined). */
 export const DEFAULT_CONFIG: Readonly<AudioloopConfig> = Object.freeze({
@@ -118,6 +123,7 @@ const KEYS = {
   client_grace_ms: { field: 'clientGraceMs', schema: intSchema(0, 60000), allowed: 'integers 0-60000' },
   log_level: { field: 'logLevel', schema: z.enum(['error', 'warn', 'info', 'debug']), allowed: LOG_LEVELS.join(', ') },
   log_format: { field: 'logFormat', schema: z.enum(['text', 'json']), allowed: LOG_FORMATS.join(', ') },
+  backend: { field: 'backend', schema: z.enum(['auto', 'pipewire', 'pulseaudio']), allowed: BACKEND_CHOICES.join(', ') },
 } satisfies KeyTable;
 
 /** The keys the config file accepts, in documentation order. */

@@ -16,10 +16,13 @@ export interface EmbeddedSoundServer {
   stop(): void;
 }
 
-/** Starts the private sound server in `dir` and points this process's environment at it. */
-export function startEmbeddedSoundServer(dir: string): Promise<EmbeddedSoundServer> {
+/**
+ * Starts the private sound server in `dir` and points this process's environment at it:
+ * PipeWire (default) or a real headless PulseAudio.
+ */
+export function startEmbeddedSoundServer(dir: string, kind: 'pipewire' | 'pulseaudio' = 'pipewire'): Promise<EmbeddedSoundServer> {
   return new Promise((resolve, reject) => {
-    execFile('bash', [SOUNDSERVER_SCRIPT, 'start', dir], { timeout: 60000 }, (err, stdout, stderr) => {
+    execFile('bash', [SOUNDSERVER_SCRIPT, kind === 'pulseaudio' ? 'start-pulse' : 'start', dir], { timeout: 60000 }, (err, stdout, stderr) => {
       if (err) {
         reject(new Error(`could not start the embedded sound server: ${stderr.trim() || err.message}`));
         return;

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, configSearchPath, DEFAULT_CONFIG, describeConfigLocation, findConfig, loadConfig, type ConfigLocation, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
+import { BACKEND_CHOICES, ConfigError, configSearchPath, DEFAULT_CONFIG, describeConfigLocation, findConfig, loadConfig, type ConfigLocation, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
 import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
 import { controlSocketPath, defaultSocketDir } from '../protocol';
@@ -45,6 +45,9 @@ function daemonHelp(): string {
       --sound-server M    auto (default): use the running sound server, or start a
                           private headless PipeWire if none runs; system: never start
                           one; embedded: always start a private one
+      --backend B         auto (default; config key backend): PipeWire where it runs,
+                          else a real PulseAudio that answers; pipewire or pulseaudio
+                          forces one (embedded + pulseaudio: a private PulseAudio)
       --runtime-dir DIR   where the embedded sound server lives
                           (default: /tmp/audioloop-pw-<uid>)
       --log-level L       error, warn, info (default) or debug
@@ -169,6 +172,7 @@ async function cmdDaemon(argv: string[]): Promise<number> {
     instances: { type: 'string', short: 'n' },
     'socket-dir': { type: 'string', short: 's' },
     'sound-server': { type: 'string' },
+    backend: { type: 'string' },
     'runtime-dir': { type: 'string' },
     'log-level': { type: 'string' },
     'log-format': { type: 'string' },
@@ -195,6 +199,8 @@ async function cmdDaemon(argv: string[]): Promise<number> {
   const config = readConfig();
   const mode = values['sound-server'] ?? 'auto';
   if (!['auto', 'system', 'embedded'].includes(mode)) throw new UsageError('--sound-server must be auto, system or embedded');
+  const choice = values.backend ?? config.backend ?? 'auto';
+  if (!(BACKEND_CHOICES as readonly string[]).includes(choice)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}`);
   const log = createLogger(config.logLevel, 'audioloop', undefined, config.logFormat);
   log.info(describeConfigLocation(where), { config: where.file, source: where.source });
   // the socket dir comes from the caller's environment, before any embedded server changes it
@@ -202,14 +208,24 @@ async function cmdDaemon(argv: string[]): Promise<number> {
 
   let embedded: EmbeddedSoundServer | null = null;
   const { PipeWireBackend } = await import('../backend/pipewire');
-  const connect = (): Backend => new PipeWireBackend({ appName: 'audioloop' });
-  if (mode === 'embedded' || (mode === 'auto' && !canConnect(connect))) {
-    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-    const dir = values['runtime-dir'] ?? path.join(os.tmpdir(), `audioloop-pw-${uid}`);
-    log.info(`no sound server found; starting a private headless PipeWire in ${dir}`);
-    embedded = await startEmbeddedSoundServer(dir);
-    log.info(`clients reach it with: export PULSE_SERVER='${embedded.env.PULSE_SERVER}' PIPEWIRE_RUNTIME_DIR='${dir}'`);
+  const { PulseAudioBackend } = await import('../backend/pulseaudio');
+  const connectPipeWire = (): Backend => new PipeWireBackend({ appName: 'audioloop' });
+  const connectPulse = (): Backend => new PulseAudioBackend({ appName: 'audioloop' });
+  let kind: 'pipewire' | 'pulseaudio' = choice === 'pulseaudio' ? 'pulseaudio' : 'pipewire';
+  if (choice === 'auto' && mode !== 'embedded' && !canConnect(connectPipeWire) && canConnectPulse(connectPulse)) {
+    // no PipeWire here, but a PulseAudio server answers: use it
+    kind = 'pulseaudio';
   }
+  const connect = kind === 'pulseaudio' ? connectPulse : connectPipeWire;
+  if (mode === 'embedded' || (mode === 'auto' && !(kind === 'pulseaudio' ? canConnectPulse(connect) : canConnect(connect)))) {
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+    const what = kind === 'pulseaudio' ? 'PulseAudio' : 'PipeWire';
+    const dir = values['runtime-dir'] ?? path.join(os.tmpdir(), `audioloop-${kind === 'pulseaudio' ? 'pa' : 'pw'}-${uid}`);
+    log.info(`no sound server found; starting a private headless ${what} in ${dir}`);
+    embedded = await startEmbeddedSoundServer(dir, kind);
+    log.info(`clients reach it with: export PULSE_SERVER='${embedded.env.PULSE_SERVER}'${kind === 'pipewire' ? ` PIPEWIRE_RUNTIME_DIR='${dir}'` : ''}`);
+  }
+  log.info(`sound-server backend: ${kind}${choice === 'auto' ? ' (auto)' : ''}`, { backend: kind });
   const daemon = new Daemon({ config, socketDir, connect, log, reloadConfig: readConfig });
   const stopAll = (): void => embedded?.stop();
   process.on('exit', stopAll);
@@ -234,6 +250,16 @@ async function cmdDaemon(argv: string[]): Promise<number> {
   });
   stopAll();
   return EXIT.OK;
+}
+
+/** A PulseAudio-protocol server answers (a real PulseAudio when PipeWire's own socket is absent). */
+function canConnectPulse(connect: () => Backend): boolean {
+  try {
+    connect().close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function canConnect(connect: () => Backend): boolean {
