@@ -55,6 +55,7 @@ struct pa_stream_impl {
 	uint32_t mod_sink, mod_remap;  /* module indexes, PA_INVALID_INDEX when none */
 	uint32_t stride;
 	bool ready;
+	bool corked;                   /* a write loop's playback stream: corked while no client records */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -117,7 +118,13 @@ static struct al_link_info *find_link(struct al_core *c, uint32_t id)
 	return NULL;
 }
 
-/* [loop] link counts, and a write loop's client state (streaming while a client records) */
+/*
+ * [loop] link counts, and a write loop's client state: streaming while a
+ * client records (an uncorked source-output on our source).  While none
+ * does, our playback stream is corked, as PipeWire does not run a source
+ * node nobody takes data from: the ring keeps what the server wrote
+ * instead of playing it to a corked client that would drop it.
+ */
 static void update_links(struct pa_core_impl *pc)
 {
 	struct al_core *c = pc->c;
@@ -125,9 +132,14 @@ static void update_links(struct pa_core_impl *pc)
 	struct al_stream *s;
 	al_list_for_each(s, &c->streams, struct al_stream, link) {
 		struct pa_stream_impl *si = s->impl;
-		if (si == NULL || s->cable == NULL || s->is_sink || !si->ready)
+		if (si == NULL || s->cable == NULL || s->is_sink || !si->ready || si->st == NULL)
 			continue;
-		int want = atomic_load(&s->cable->links) > 0 ? ST_STREAMING : ST_PAUSED;
+		bool run = atomic_load(&s->cable->active_links) > 0;
+		int want = run ? ST_STREAMING : ST_PAUSED;
+		if (si->corked == run) {
+			si->corked = !run;
+			drop_op(pa_stream_cork(si->st, !run, NULL, NULL));
+		}
 		if (atomic_exchange(&s->state, want) != want)
 			al_host_push(c->host, AL_EV_STATE, s->target.id, atomic_load(&s->node_id), want, NULL);
 	}
@@ -156,7 +168,8 @@ static struct al_node_info *upsert_node(struct al_core *c, uint32_t id, bool *ad
 	return n;
 }
 
-static void upsert_link(struct al_core *c, uint32_t id, uint32_t out, uint32_t in)
+/* [loop] a client stream's link to our device; active: data flows (not corked) */
+static void upsert_link(struct al_core *c, uint32_t id, uint32_t out, uint32_t in, bool active)
 {
 	struct al_link_info *l = find_link(c, id);
 	if (l == NULL) {
@@ -168,6 +181,7 @@ static void upsert_link(struct al_core *c, uint32_t id, uint32_t out, uint32_t i
 	}
 	l->out_node = out;
 	l->in_node = in;
+	l->active = active;
 }
 
 static void remove_id(struct pa_core_impl *pc, uint32_t id)
@@ -258,7 +272,7 @@ static void sink_input_cb(pa_context *ctx, const pa_sink_input_info *i, int eol,
 	}
 	uint32_t id = ENC(K_SINK_INPUT, i->index);
 	stream_node(pc, id, "Stream/Output/Audio", i->name, i->proplist, i->client);
-	upsert_link(pc->c, id, id, ENC(K_SINK, i->sink));
+	upsert_link(pc->c, id, id, ENC(K_SINK, i->sink), !i->corked);
 	update_links(pc);
 	al_host_push(pc->c->host, AL_EV_GRAPH, pc->c->target.id, 1, id, "node");
 }
@@ -272,7 +286,7 @@ static void source_output_cb(pa_context *ctx, const pa_source_output_info *i, in
 	}
 	uint32_t id = ENC(K_SOURCE_OUTPUT, i->index);
 	stream_node(pc, id, "Stream/Input/Audio", i->name, i->proplist, i->client);
-	upsert_link(pc->c, id, ENC(K_SOURCE, i->source), id);
+	upsert_link(pc->c, id, ENC(K_SOURCE, i->source), id, !i->corked);
 	update_links(pc);
 	al_host_push(pc->c->host, AL_EV_GRAPH, pc->c->target.id, 1, id, "node");
 }
@@ -435,7 +449,7 @@ static void stream_state_cb(pa_stream *st, void *data)
 	switch (pa_stream_get_state(st)) {
 	case PA_STREAM_READY: {
 		si->ready = true;
-		int code = s->is_sink ? ST_STREAMING : (atomic_load(&s->cable->links) > 0 ? ST_STREAMING : ST_PAUSED);
+		int code = s->is_sink ? ST_STREAMING : (atomic_load(&s->cable->active_links) > 0 ? ST_STREAMING : ST_PAUSED);
 		atomic_store(&s->state, code);
 		const pa_sample_spec *ss = pa_stream_get_sample_spec(st);
 		al_host_push(h, AL_EV_FORMAT, s->target.id, ss->rate, ss->channels, NULL);
@@ -728,6 +742,8 @@ static int pa_stream_new_op(struct al_core *c, struct al_stream *s, const struct
 		attr.tlength = 2 * frames * si->stride;
 		attr.minreq = frames * si->stride / 2;
 		attr.prebuf = 0;
+		flags |= PA_STREAM_START_CORKED; /* update_links uncorks it once a client records */
+		si->corked = true;
 		pa_stream_set_write_callback(si->st, write_cb, si);
 		r = pa_stream_connect_playback(si->st, dev, &attr, flags, NULL, NULL);
 	}

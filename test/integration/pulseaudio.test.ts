@@ -130,10 +130,7 @@ describe('PulseAudio backend (a real private PulseAudio)', function () {
     assert.deepEqual(audioloopModules(), []);
   });
 
-  // SKIPPED (known, open): since main's session rules (39b4d18, client_grace_ms) the read loop's
-  // session on PulseAudio does not end when paplay exits (the record CLI waits; no ECONNRESET), so
-  // this test times out. Before that rebase it passed: 192000 bytes bit-exact, app/pid in status.
-  it.skip('paplay -> read loop -> server: every frame unchanged, client app/pid in status, node and modules gone after', async () => {
+  it('paplay -> read loop -> server: every frame unchanged, client app/pid in status, node and modules gone after', async () => {
     const frames = 48000;
     const pcm = counterPcm('s16le', 2, frames);
     const wav = path.join(tmp, 'in.wav');
@@ -195,8 +192,7 @@ describe('PulseAudio backend (a real private PulseAudio)', function () {
     assert.deepEqual(audioloopModules(), []);
   });
 
-  // SKIPPED with the one above (same session issue: seen failing after the rebase, passed before)
-  it.skip('server close ends the client streams (killed, not moved to another sink)', async () => {
+  it('server close ends the client streams (killed, not moved to another sink)', async () => {
     const frames = 48000 * 6;
     const wav = path.join(tmp, 'long.wav');
     const pcm = sine(S16, 440, frames);
