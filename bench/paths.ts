@@ -10,6 +10,8 @@
  * The peers need both client tools where ours needs one (our server plays the
  * other role), so "peer" is the same job done with the standard tools.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { openServer, type LoopServer, type OpenServerOptions } from '../src/client';
 import { isErrorWithCode } from '../src/errors';
@@ -51,6 +53,67 @@ export function recorderArgs(family: Family, source: string, monitorOf = false, 
   const args = ['--target', source, '--format', 's16', '--rate', String(RATE), '--channels', String(CHANNELS), '--latency', `${latencyMs}ms`];
   if (monitorOf) args.push('-P', '{ stream.capture.sink=true }');
   return ['pw-record', [...args, '-']];
+}
+
+/**
+ * The graph as pw-dump shows it, one line per node and link: what a path
+ * that carries no counter frame is linked to, in which state, with which
+ * volume and target (printed with the warning below).
+ */
+export function graphSnapshot(): string {
+  let objs: { id: number; type: string; info?: { state?: string; props?: Record<string, unknown>; params?: { Props?: { mute?: boolean; channelVolumes?: number[] }[] }; 'output-node-id'?: number; 'input-node-id'?: number } }[];
+  try {
+    objs = JSON.parse(runSync('pw-dump', []));
+  } catch (e) {
+    return `(pw-dump failed: ${String(e)})\n`;
+  }
+  const L: string[] = [];
+  for (const o of objs) {
+    const props = o.info?.props ?? {};
+    if (o.type === 'PipeWire:Interface:Node') {
+      L.push(`node ${o.id} ${String(props['node.name'] ?? '')} ${String(props['media.class'] ?? '')} state=${o.info?.state ?? '?'}` +
+        ` target=${String(props['target.object'] ?? props['node.target'] ?? '-')} app=${String(props['application.name'] ?? '-')}` +
+        ` props=${JSON.stringify(o.info?.params?.Props ?? [])}`);
+    } else if (o.type === 'PipeWire:Interface:Link') {
+      L.push(`link ${o.id} ${o.info?.['output-node-id'] ?? '?'} -> ${o.info?.['input-node-id'] ?? '?'} state=${o.info?.state ?? '?'}`);
+    } else if (o.type === 'PipeWire:Interface:Metadata') {
+      const md = (o as unknown as { metadata?: { key: string; value: unknown }[] }).metadata ?? [];
+      for (const m of md) if (/default/.test(m.key)) L.push(`metadata ${m.key} = ${JSON.stringify(m.value)}`);
+    }
+  }
+  return L.join('\n') + '\n' + serverSnapshot();
+}
+
+/** The private sound server's processes: thread states and the tail of their logs. */
+function serverSnapshot(): string {
+  const dir = process.env.XDG_RUNTIME_DIR;
+  if (!dir) return '';
+  const L: string[] = [];
+  try {
+    for (const line of fs.readFileSync(path.join(dir, 'pids'), 'utf8').split('\n')) {
+      const [name, pid] = line.split(' ');
+      if (!name || !pid) continue;
+      const tasks: string[] = [];
+      try {
+        for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+          const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+          const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+          const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+          let wchan = '';
+          try { wchan = fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, 'utf8'); } catch { /* not readable */ }
+          tasks.push(`${t}:${comm}:${state}:${wchan}`);
+        }
+      } catch { tasks.push('gone'); }
+      L.push(`process ${name} ${pid}: ${tasks.join(' ')}`);
+      try {
+        const log = fs.readFileSync(path.join(dir, 'log', `${name}.log`), 'utf8').split('\n').slice(-15).join('\n');
+        if (log.trim()) L.push(`log ${name}:\n${log}`);
+      } catch { /* no log */ }
+    }
+  } catch (e) {
+    L.push(`(no pids: ${String(e)})`);
+  }
+  return L.join('\n') + '\n';
 }
 
 function pactlCount(kind: 'sink-inputs' | 'source-outputs'): number {
@@ -96,6 +159,8 @@ interface Ends {
   cleanup: () => Promise<void>;
   /** what to print when nothing arrives */
   diag?: () => string;
+  /** the sink a player plays into (for a probe when nothing arrives) */
+  sink?: () => string;
 }
 
 type Setup = (reader: (chunk: Buffer) => void) => Promise<Ends>;
@@ -124,9 +189,21 @@ async function measureOnce(setup: Setup, durationS: number, leadMs: number, drai
   let reader: CounterReader | null = null;
   const early: Buffer[] = [];
   let bytes = 0;
+  // what the reader got, for the warning below: non-zero samples, the largest, the last bytes
+  let nonzero = 0;
+  let peak = 0;
+  let tail = Buffer.alloc(0);
   const ends = await setup((chunk) => {
     const t = now();
     bytes += chunk.length;
+    if (!reader || reader.stats.frames === 0) {
+      for (let i = 0; i + 1 < chunk.length; i += 2) {
+        const v = Math.abs(chunk.readInt16LE(i));
+        if (v) nonzero++;
+        if (v > peak) peak = v;
+      }
+      tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - 32)));
+    }
     if (reader) reader.feed(chunk, t);
     else early.push(chunk);
   });
@@ -140,14 +217,32 @@ async function measureOnce(setup: Setup, durationS: number, leadMs: number, drai
     if (reader.stats.frames === 0) {
       let streams = '';
       try {
-        streams = runSync('pactl', ['list', 'short', 'sink-inputs']) + runSync('pactl', ['list', 'short', 'source-outputs']);
+        streams = runSync('pactl', ['list', 'sink-inputs']) + runSync('pactl', ['list', 'short', 'source-outputs']) + runSync('pactl', ['list', 'short', 'sinks']);
       } catch {
         /* nothing more to say */
       }
       process.stderr.write(
-        `bench: warning: no counter frame after ${first} ms (${bytes} bytes received, ${writer.written} frames written)` +
-          `${mayRestart ? '; restarting the path' : ''}\nstreams:\n${streams}${ends.diag?.() ?? ''}\n`,
+        `bench: warning: no counter frame after ${first} ms (${bytes} bytes received: ${nonzero} non-zero samples, peak ${peak}, last bytes ${tail.toString('hex')}; ${writer.written} frames written)` +
+          `${mayRestart ? '; restarting the path' : ''}\nstreams:\n${streams}${ends.diag?.() ?? ''}\ngraph:\n${graphSnapshot()}`,
       );
+      // what does reach the sink now: a fresh pacat (pipewire-pulse) and a fresh pw-cat (native), 0.5 s each of a constant
+      const sink = ends.sink?.();
+      if (sink) {
+        const pcm = Buffer.alloc(Math.round(0.5 * RATE) * CHANNELS * 2);
+        for (let i = 0; i < pcm.length; i += 2) pcm.writeInt16LE(0x1234, i);
+        for (const [cmd, args] of [playerArgs('pulse', sink), playerArgs('pw', sink)]) {
+          const before = nonzero;
+          const name = args.indexOf('--client-name=bench');
+          if (name >= 0) args[name] = '--client-name=bench-probe';
+          const p = spawnChild(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+          p.proc.stdin!.on('error', () => undefined);
+          p.proc.stdin!.end(pcm);
+          await Promise.race([p.exited, sleep(3000)]);
+          await sleep(500);
+          await stopChild(p);
+          process.stderr.write(`bench: probe ${cmd} -> ${sink}: ${nonzero - before} non-zero samples arrived (${pcm.length / 2} sent)\n`);
+        }
+      }
       if (mayRestart) return null;
     }
     await sleep(durationS * 1000 - first);
@@ -198,6 +293,7 @@ export function oursClientToServer(instance: number, family: Family, o: RunOptio
         await srv.close();
       },
       diag: player.diag,
+      sink: () => srv.node,
     };
   }, o.durationS, o.leadMs ?? 0);
 }
