@@ -405,12 +405,13 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
 
     it('status --json: bytes equals what the server wrote, the client is pw-record with its pid, the underrun after the data is one xrun', async function () {
       await startDaemon();
-      const rec = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', path.join(tmp, 'rec.wav')]);
       let srv: LoopServer | null = null;
       try {
         srv = await openServer(0, { mode: 'write', ...S16, socketDir: sock, app: 'cli-test' });
+        // the client after the server: a client naming a loop with no server is ended (server-first rule),
+        // so a pw-record started before the node existed would race the node's creation
+        const rec = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', path.join(tmp, 'rec.wav')]);
         const pcm = counterPcm('s16le', 2, 24000); // 0.5 s, fits in the ring
-        // pw-record was started before the node existed: it links once it is there
         await srv.write(pcm);
         const st = await statusUntil(sock, (s) => s.loops[0]!.bytes === pcm.length && s.loops[0]!.xruns > 0, 'all bytes moved, then an underrun');
         const l = st.loops[0]!;
