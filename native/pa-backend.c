@@ -715,8 +715,13 @@ static int pa_stream_new_op(struct al_core *c, struct al_stream *s, const struct
 
 	pa_sample_spec ss = { .format = pa_sample_of(cable->fmt->sample), .rate = cable->rate,
 			      .channels = (uint8_t)cable->channels };
+	/*
+	 * the map module-null-sink gives a sink of N channels (modargs extend
+	 * the default map with AUX channels beyond 6): the same one, so nothing
+	 * is remapped; init_auto alone has no map for 7 or 8 channels
+	 */
 	pa_channel_map map;
-	pa_channel_map_init_auto(&map, cable->channels, PA_CHANNEL_MAP_DEFAULT);
+	pa_channel_map_init_extend(&map, cable->channels, PA_CHANNEL_MAP_DEFAULT);
 	pa_proplist *pl = pa_proplist_new();
 	pa_proplist_sets(pl, PA_PROP_MEDIA_NAME, p->is_sink ? "audioloop capture" : "audioloop playback");
 	pa_proplist_sets(pl, "audioloop.instance", p->name);

@@ -59,10 +59,12 @@ start_pulse() {
   mkdir -p "$dir"
   chmod 700 "$dir"
   stop_all
-  mkdir -p "$dir/pulse" "$dir/log" "$dir/config"
+  mkdir -p "$dir/pulse" "$dir/log" "$dir/config" "$dir/state"
   eval "$(print_env)"
   unset PIPEWIRE_REMOTE || true
-  export XDG_CONFIG_HOME="$dir/config" HOME="$dir"
+  # PulseAudio keeps its cookie and state under $HOME/.config/pulse (XDG_CONFIG_HOME):
+  # a private directory, never the user's
+  export XDG_CONFIG_HOME="$dir/config" XDG_STATE_HOME="$dir/state" HOME="$dir"
   : > "$dir/pids"
   # -n: no default.pa (no hardware, no autospawn, no X11 modules); only what we load.
   # Stream rescue on device removal is built into PulseAudio >= 14's core.
@@ -100,6 +102,11 @@ case "$cmd" in
     # the servers read their configuration from a private directory, never
     # the user's: audioloop's WirePlumber rule and PipeWire drop-ins go there
     export XDG_CONFIG_HOME="$dir/config"
+    # WirePlumber writes its state (restore-stream, default-nodes) under
+    # XDG_STATE_HOME: a private one, so nothing leaks into the user's
+    # ~/.local/state/wireplumber or from one run into the next
+    export XDG_STATE_HOME="$dir/state"
+    mkdir -p "$XDG_STATE_HOME"
     bash "$(dirname "$0")/wireplumber-policy.sh" install "$XDG_CONFIG_HOME" 2>/dev/null
     mkdir -p "$XDG_CONFIG_HOME/pipewire/pipewire.conf.d"
     install -m 0644 "$(dirname "$0")/../conf/pipewire/audioloop-rates.conf" "$XDG_CONFIG_HOME/pipewire/pipewire.conf.d/"

@@ -1,13 +1,41 @@
 /**
  * The real sound server for integration tests. If the environment already
- * points at a running PipeWire (scripts/test.sh starts one), it is used;
- * otherwise a private one is started with scripts/soundserver.sh and
- * stopped after the run. Under CI=true a missing sound server is a failure.
+ * points at a running one of the kind this run tests (scripts/test.sh starts
+ * it), it is used; otherwise a private one is started with
+ * scripts/soundserver.sh and stopped after the run. Under CI=true a missing
+ * sound server is a failure.
+ *
+ * The kind: AUDIOLOOP_TEST_SOUNDSERVER=pulseaudio runs the suites that are
+ * written for both (loop, CLI, faults, the backend contract) against a real
+ * PulseAudio with the PulseAudio backend; anything else is PipeWire.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { PipeWireBackend } from '../../src/backend/pipewire';
+import { PulseAudioBackend } from '../../src/backend/pulseaudio';
+import type { Backend } from '../../src/backend/types';
+
+export type SoundServerKind = 'pipewire' | 'pulseaudio';
+
+/** The sound server this test run is for. */
+export function soundServerKind(): SoundServerKind {
+  return process.env.AUDIOLOOP_TEST_SOUNDSERVER === 'pulseaudio' ? 'pulseaudio' : 'pipewire';
+}
+
+/** true on a real PulseAudio run */
+export const onPulseAudio = (): boolean => soundServerKind() === 'pulseaudio';
+
+/** A backend for this run's sound server (what `--backend auto` picks there). */
+export function suiteBackend(appName: string): Backend {
+  return onPulseAudio() ? new PulseAudioBackend({ appName }) : new PipeWireBackend({ appName });
+}
+
+/** "PipeWire" or "PulseAudio", for test titles */
+export function soundServerTitle(): string {
+  return onPulseAudio() ? 'PulseAudio' : 'PipeWire';
+}
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const SOUNDSERVER_SCRIPT = path.join(ROOT, 'scripts', 'soundserver.sh');
@@ -16,7 +44,8 @@ let state: { ok: boolean; reason: string; startedDir: string | null } | null = n
 
 function pactlWorks(): boolean {
   try {
-    execFileSync('pactl', ['info'], { stdio: 'ignore', timeout: 5000 });
+    const info = execFileSync('pactl', ['info'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+    if (onPulseAudio()) return /^Server Name: pulseaudio$/m.test(info);
     const dir = process.env.XDG_RUNTIME_DIR;
     return !!dir && fs.existsSync(path.join(dir, 'pipewire-0'));
   } catch {
@@ -40,7 +69,11 @@ export function ensureSoundServer(): boolean {
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'audioloop-test-rt-'));
   try {
-    const out = execFileSync('bash', [SOUNDSERVER_SCRIPT, 'start', dir], { encoding: 'utf8', timeout: 60000 });
+    const out = execFileSync('bash', [SOUNDSERVER_SCRIPT, onPulseAudio() ? 'start-pulse' : 'start', dir], { encoding: 'utf8', timeout: 60000 });
+    if (onPulseAudio()) {
+      delete process.env.PIPEWIRE_RUNTIME_DIR;
+      delete process.env.PIPEWIRE_REMOTE;
+    }
     applyEnv(out);
     state = { ok: pactlWorks(), reason: 'started but pactl does not answer', startedDir: dir };
   } catch (e) {
@@ -66,5 +99,11 @@ export function stopStartedSoundServer(): void {
 
 /** For integration suites: `before(requireSoundServer)`. Skips locally, fails under CI. */
 export function requireSoundServer(this: Mocha.Context): void {
+  if (!ensureSoundServer()) this.skip();
+}
+
+/** For tests of PipeWire itself (pw-play, pw-dump, WirePlumber): skipped on a PulseAudio run. */
+export function requirePipeWire(this: Mocha.Context): void {
+  if (onPulseAudio()) this.skip();
   if (!ensureSoundServer()) this.skip();
 }

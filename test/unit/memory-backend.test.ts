@@ -1,7 +1,9 @@
 /**
- * The in-memory backend keeps the Backend/Endpoint contract the PipeWire
- * backend keeps (the same errors, ring rounding, xrun accounting, event
- * order), so unit tests over it mean something.
+ * The in-memory backend's own behaviour (ring rounding, batched events,
+ * mixing and conversion, loss, its test hooks). What it shares with the
+ * real backends is the backend contract (test/contract/backend-contract.ts),
+ * run on it by backend-contract.test.ts and on PipeWire and PulseAudio by
+ * the integration suite, so unit tests over it mean something.
  */
 import assert from 'node:assert/strict';
 import { MemoryBackend, MemoryClock } from '../../src/backend/memory';
