@@ -364,16 +364,27 @@ static void context_state_cb(pa_context *ctx, void *data)
 /* stale modules [js, locked]                                                */
 
 struct stale {
-	uint32_t idx[64];
-	uint32_t n;
+	struct pa_core_impl *pc;
+	uint32_t idx[64], n;           /* modules of dead daemons */
+	uint32_t sinks[64], n_sinks;   /* their sinks (null sinks) */
+	uint32_t sources[128], n_sources; /* their sources (monitors, remap sources) */
+	uint32_t kill[64], n_kill;     /* client streams on those devices */
+	bool kill_is_input[64];
 };
+
+static bool has_idx(const uint32_t *v, uint32_t n, uint32_t x)
+{
+	for (uint32_t k = 0; k < n; k++)
+		if (v[k] == x)
+			return true;
+	return false;
+}
 
 static void module_cb(pa_context *ctx, const pa_module_info *i, int eol, void *data)
 {
-	struct stale *st = ((void **)data)[1];
-	struct pa_core_impl *pc = ((void **)data)[0];
+	struct stale *st = data;
 	if (eol || i == NULL) {
-		pa_threaded_mainloop_signal(pc->ml, 0);
+		pa_threaded_mainloop_signal(st->pc->ml, 0);
 		return;
 	}
 	const char *a = i->argument ? strstr(i->argument, "audioloop.pid=") : NULL;
@@ -387,11 +398,76 @@ static void module_cb(pa_context *ctx, const pa_module_info *i, int eol, void *d
 	st->idx[st->n++] = i->index;
 }
 
+static void stale_sink_cb(pa_context *ctx, const pa_sink_info *i, int eol, void *data)
+{
+	struct stale *st = data;
+	if (eol || i == NULL) {
+		pa_threaded_mainloop_signal(st->pc->ml, 0);
+		return;
+	}
+	if (has_idx(st->idx, st->n, i->owner_module) && st->n_sinks < 64)
+		st->sinks[st->n_sinks++] = i->index;
+}
+
+static void stale_source_cb(pa_context *ctx, const pa_source_info *i, int eol, void *data)
+{
+	struct stale *st = data;
+	if (eol || i == NULL) {
+		pa_threaded_mainloop_signal(st->pc->ml, 0);
+		return;
+	}
+	if ((has_idx(st->idx, st->n, i->owner_module) || has_idx(st->sinks, st->n_sinks, i->monitor_of_sink)) &&
+	    st->n_sources < 128)
+		st->sources[st->n_sources++] = i->index;
+}
+
+static void stale_input_cb(pa_context *ctx, const pa_sink_input_info *i, int eol, void *data)
+{
+	struct stale *st = data;
+	if (eol || i == NULL) {
+		pa_threaded_mainloop_signal(st->pc->ml, 0);
+		return;
+	}
+	/* a client's stream (not one of the modules' own) on a stale sink */
+	if (has_idx(st->sinks, st->n_sinks, i->sink) && !has_idx(st->idx, st->n, i->owner_module) && st->n_kill < 64) {
+		st->kill_is_input[st->n_kill] = true;
+		st->kill[st->n_kill++] = i->index;
+	}
+}
+
+static void stale_output_cb(pa_context *ctx, const pa_source_output_info *i, int eol, void *data)
+{
+	struct stale *st = data;
+	if (eol || i == NULL) {
+		pa_threaded_mainloop_signal(st->pc->ml, 0);
+		return;
+	}
+	if (has_idx(st->sources, st->n_sources, i->source) && !has_idx(st->idx, st->n, i->owner_module) &&
+	    st->n_kill < 64) {
+		st->kill_is_input[st->n_kill] = false;
+		st->kill[st->n_kill++] = i->index;
+	}
+}
+
+/*
+ * [js, locked] the modules of a daemon that died (SIGKILL) without
+ * unloading them: the client streams still on their devices are killed
+ * first (unloading alone would let PulseAudio rescue them to another
+ * device), then the modules are unloaded.
+ */
 static void remove_stale_modules(struct pa_core_impl *pc)
 {
-	struct stale st = { .n = 0 };
-	void *args[2] = { pc, &st };
-	wait_op(pc, pa_context_get_module_info_list(pc->ctx, module_cb, args));
+	struct stale st = { .pc = pc };
+	wait_op(pc, pa_context_get_module_info_list(pc->ctx, module_cb, &st));
+	if (st.n == 0)
+		return;
+	wait_op(pc, pa_context_get_sink_info_list(pc->ctx, stale_sink_cb, &st));
+	wait_op(pc, pa_context_get_source_info_list(pc->ctx, stale_source_cb, &st));
+	wait_op(pc, pa_context_get_sink_input_info_list(pc->ctx, stale_input_cb, &st));
+	wait_op(pc, pa_context_get_source_output_info_list(pc->ctx, stale_output_cb, &st));
+	for (uint32_t k = 0; k < st.n_kill; k++)
+		wait_op(pc, st.kill_is_input[k] ? pa_context_kill_sink_input(pc->ctx, st.kill[k], signal_cb, pc)
+						: pa_context_kill_source_output(pc->ctx, st.kill[k], signal_cb, pc));
 	/* remap sources were loaded after their sinks: unload in reverse */
 	for (uint32_t k = st.n; k-- > 0;)
 		wait_op(pc, pa_context_unload_module(pc->ctx, st.idx[k], signal_cb, pc));

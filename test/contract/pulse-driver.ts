@@ -26,7 +26,7 @@ async function pactl(env: NodeJS.ProcessEnv, args: string[]): Promise<string> {
  * daemon's own (audioloop.instance) and those of modules (no client: e.g.
  * module-remap-source's stream on its master) left out.
  */
-async function clientStreams(env: NodeJS.ProcessEnv, kind: 'sink-inputs' | 'source-outputs'): Promise<number> {
+export async function clientStreamCount(env: NodeJS.ProcessEnv, kind: 'sink-inputs' | 'source-outputs'): Promise<number> {
   const out = await pactl(env, ['list', kind]);
   return out
     .split(/^(?=Sink Input #|Source Output #)/m)
@@ -49,7 +49,7 @@ export function pulseToolsDriver(env: NodeJS.ProcessEnv = process.env): ClientDr
       return [...sinks, ...sources];
     },
     async streams() {
-      return { playing: await clientStreams(env, 'sink-inputs'), recording: await clientStreams(env, 'source-outputs') };
+      return { playing: await clientStreamCount(env, 'sink-inputs'), recording: await clientStreamCount(env, 'source-outputs') };
     },
     play(node, fmt, pcm) {
       const file = path.join(tmp, `play-${seq++}.raw`);

@@ -3,6 +3,10 @@
  * tracked processes against a daemon started per test, on the real headless
  * PipeWire, with real clients (paplay, parecord, pw-record) and Debian's sox
  * as an independent WAV reader. Nothing here is mocked.
+ *
+ * On scripts/test.sh's PulseAudio pass (AUDIOLOOP_TEST_SOUNDSERVER=pulseaudio)
+ * the same tests run against a real PulseAudio (`--sound-server system`
+ * picks the PulseAudio backend there); pacat --record takes pw-record's place.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -16,7 +20,32 @@ import { controlSocketPath, loopSocketPath } from '../../src/protocol';
 import { parseWavHeader, readWavFile, wavHeader } from '../../src/wav';
 import { checkCounter, counterPcm } from '../helpers/pcm';
 import { run, spawnTracked, stopTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
-import { requireSoundServer } from '../helpers/soundserver';
+import { onPulseAudio, requireSoundServer, soundServerKind, soundServerTitle } from '../helpers/soundserver';
+
+/**
+ * A native recorder of this run's sound server on audioloop0 (s16le 2ch
+ * 48 kHz): pw-record (a WAV file) on PipeWire, pacat --record (raw, to a
+ * file) on PulseAudio. pw-record waits for a signal once its stream is
+ * ended; pacat exits by itself.
+ */
+function nativeRecorder(file: string): { t: Tracked; app: RegExp; data(): Promise<Buffer> } {
+  if (!onPulseAudio()) {
+    const t = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', file]);
+    return {
+      t,
+      app: /^pw-(record|cat)$/,
+      data: async () => {
+        const { format, data } = await readWavFile(file);
+        assert.deepEqual(format, S16);
+        return data;
+      },
+    };
+  }
+  const fd = fs.openSync(file, 'w');
+  const t = spawnTracked('pacat', ['--record', '-d', 'audioloop0', '--latency-msec=50', '--raw', '--format=s16le', '--rate=48000', '--channels=2'], { stdio: ['ignore', fd, 'pipe'] });
+  fs.closeSync(fd);
+  return { t, app: /^pacat$/, data: async () => fs.readFileSync(file) };
+}
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -151,7 +180,7 @@ async function statusUntil(dir: string, pred: (st: DaemonStatus) => boolean, wha
   }
 }
 
-describe('audioloop CLI (real daemon, real PipeWire, real clients)', function () {
+describe(`audioloop CLI (real daemon, real ${soundServerTitle()}, real clients)`, function () {
   this.timeout(60000);
   let tmp: string;
   let sock: string;
@@ -254,7 +283,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
   });
 
   describe('play', function () {
-    it('play 0 in.wav while pw-record records: the recording holds the file\'s samples', async function () {
+    it(`play 0 in.wav while ${onPulseAudio() ? 'pacat --record' : 'pw-record'} records: the recording holds the file's samples`, async function () {
       this.retries(SAMPLE_RETRIES);
       await startDaemon();
       const frames = 48000;
@@ -264,17 +293,14 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       // pw-record starts once the node is there
       const play = cliBackground(['play', '0', input, '-s', sock]);
       await waitForMessage(play, 'waiting for a client', 'audioloop play');
-      const recFile = path.join(tmp, 'rec.wav');
-      const rec = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', recFile]);
+      const rec = nativeRecorder(path.join(tmp, 'rec.wav'));
       const p = await finished(play, 30000, 'audioloop play');
       assert.equal(p.code, 0, p.stderr);
       assert.match(p.stderr, new RegExp(`played ${frames} frames`));
-      // the daemon ended pw-record's stream; pw-record itself waits for a signal
-      stopTracked(rec.pid);
-      await finished(rec, 10000, 'pw-record');
-      const { format, data } = await readWavFile(recFile);
-      assert.deepEqual(format, S16);
-      assertHoldsCounter(data, S16, frames);
+      // the daemon ended the recorder's stream; pw-record itself waits for a signal
+      stopTracked(rec.t.pid);
+      await finished(rec.t, 10000, 'the recorder');
+      assertHoldsCounter(await rec.data(), S16, frames);
     });
 
     it('play 0 in.wav while parecord records: the recording holds the file\'s samples and parecord\'s stream is ended', async function () {
@@ -303,9 +329,9 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       writeCounterWav(input, S16, 48000 * 20);
       const play = cliBackground(['play', '0', input, '-s', sock]);
       await waitForMessage(play, 'waiting for a client', 'audioloop play');
-      const rec = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', path.join(tmp, 'rec.wav')]);
+      const rec = nativeRecorder(path.join(tmp, 'rec.wav'));
       await statusUntil(sock, (st) => (st.loops[0]?.bytes ?? 0) > 0, 'data to flow');
-      stopTracked(rec.pid);
+      stopTracked(rec.t.pid);
       const p = await finished(play, 30000, 'audioloop play');
       assert.equal(p.code, 5, p.stderr);
       assert.match(p.stderr, /ECONNRESET/);
@@ -376,7 +402,7 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       const play = spawnTracked('paplay', PAPLAY(input));
       const st = await statusUntil(sock, (s) => s.loops[0]!.state === 'running' && s.loops[0]!.clients.length > 0 && s.loops[0]!.bytes > 0, 'paplay to run');
       const l = st.loops[0]!;
-      assert.equal(st.soundServer.backend, 'pipewire');
+      assert.equal(st.soundServer.backend, soundServerKind());
       assert.equal(st.soundServer.connected, true);
       assert.equal(l.node, 'audioloop0');
       assert.equal(l.mode, 'read');
@@ -403,14 +429,14 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
       assert.match(text.stdout, /^audioloop1\s+idle\s+-/m);
     });
 
-    it('status --json: bytes equals what the server wrote, the client is pw-record with its pid, the underrun after the data is one xrun', async function () {
+    it(`status --json: bytes equals what the server wrote, the client is ${onPulseAudio() ? 'pacat' : 'pw-record'} with its pid, the underrun after the data is one xrun`, async function () {
       await startDaemon();
       let srv: LoopServer | null = null;
       try {
         srv = await openServer(0, { mode: 'write', ...S16, socketDir: sock, app: 'cli-test' });
         // the client after the server: a client naming a loop with no server is ended (server-first rule),
         // so a pw-record started before the node existed would race the node's creation
-        const rec = spawnTracked('pw-record', ['--target', 'audioloop0', '--format', 's16', '--rate', '48000', '--channels', '2', path.join(tmp, 'rec.wav')]);
+        const rec = nativeRecorder(path.join(tmp, 'rec.wav'));
         const pcm = counterPcm('s16le', 2, 24000); // 0.5 s, fits in the ring
         await srv.write(pcm);
         const st = await statusUntil(sock, (s) => s.loops[0]!.bytes === pcm.length && s.loops[0]!.xruns > 0, 'all bytes moved, then an underrun');
@@ -422,8 +448,8 @@ describe('audioloop CLI (real daemon, real PipeWire, real clients)', function ()
         assert.equal(l.server?.pid, process.pid);
         assert.equal(l.bytes, pcm.length, 'bytes = what the server wrote');
         assert.equal(l.clients.length, 1);
-        assert.equal(l.clients[0]!.pid, rec.pid, 'the pid of the pw-record we spawned');
-        assert.match(l.clients[0]!.appName ?? '', /pw-(record|cat)/);
+        assert.equal(l.clients[0]!.pid, rec.t.pid, 'the pid of the recorder we spawned');
+        assert.match(l.clients[0]!.appName ?? '', rec.app);
         assert.ok(l.xrunBytes > 0, 'silence was inserted after the data');
         // nothing more is counted while the server writes nothing
         const again = await cli(['status', '--json', '-s', sock]);

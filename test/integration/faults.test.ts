@@ -3,6 +3,12 @@
  * the server app, the client app, the daemon (SIGTERM and SIGKILL) and the
  * sound server itself die while audio flows. Every process is tracked by
  * PID; the daemon runs as a child process so that it can be killed.
+ *
+ * On scripts/test.sh's PulseAudio pass the same faults hit a real
+ * PulseAudio (the daemon's `--sound-server system` picks the PulseAudio
+ * backend there): PulseAudio restarts, and a SIGKILLed daemon leaves its
+ * modules (and a client stream on them) to the next daemon, which kills
+ * the stream and unloads them.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -13,7 +19,7 @@ import { openServer, type LoopServer } from '../../src/client';
 import { fetchStatus } from '../../src/cli/main';
 import type { DaemonStatus } from '../../src/daemon';
 import { controlSocketPath, loopSocketPath } from '../../src/protocol';
-import { requireSoundServer, SOUNDSERVER_SCRIPT } from '../helpers/soundserver';
+import { onPulseAudio, requireSoundServer, soundServerTitle, SOUNDSERVER_SCRIPT } from '../helpers/soundserver';
 import { run, spawnTracked, stopTracked, waitFor, type Tracked } from '../helpers/proc';
 import { checkCounterSkippingSilence, counterPcm } from '../helpers/pcm';
 
@@ -102,7 +108,7 @@ async function playsExactly(srv: LoopServer, node: string, env: Env, what: strin
   assert.equal(c.bad, 0);
 }
 
-describe('faults mid-stream (real headless PipeWire)', function () {
+describe(`faults mid-stream (real headless ${soundServerTitle()})`, function () {
   this.timeout(60000);
   let tmp: string;
   let counterFile: string;
@@ -215,14 +221,30 @@ describe('faults mid-stream (real headless PipeWire)', function () {
     await srv.close();
     assert.equal(err?.code, 'ECONNRESET');
     assert.equal(checkCounterSkippingSilence(data, 's16le', CH).bad, 0);
-    // PipeWire removes a dead client's nodes itself. (A killed daemon cannot end
-    // the client streams first: the session manager may move them elsewhere.)
-    await waitFor(async () => (await loopNodes()).length === 0, 5000, 'PipeWire to remove the dead daemon\'s node');
-    stopTracked(play.pid);
-    await play.done;
+    if (onPulseAudio()) {
+      // PulseAudio keeps a dead client's modules: the node stays, and paplay plays on into it (not moved)
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(await loopNodes(), ['audioloop0'], 'the stale null sink stays');
+      assert.equal(play.child.exitCode, null, 'paplay still plays into it');
+      assert.equal((await sinkInputs()).length, 1);
+      assert.ok(fs.existsSync(loopSocketPath(dir, 0)), 'a killed daemon leaves its socket');
+      // the next daemon ends the stale stream (not rescued to the speakers) and unloads the modules
+      await startDaemon(dir, 1);
+      const fin = await Promise.race([play.done, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+      assert.ok(fin, 'paplay was ended by the new daemon');
+      assert.notEqual(fin.code, 0, fin.stderr);
+      assert.deepEqual(await sinkInputs(), [], 'no client stream moved to another sink');
+      assert.deepEqual(await loopNodes(), [], 'the stale node is gone');
+    } else {
+      // PipeWire removes a dead client's nodes itself. (A killed daemon cannot end
+      // the client streams first: the session manager may move them elsewhere.)
+      await waitFor(async () => (await loopNodes()).length === 0, 5000, 'PipeWire to remove the dead daemon\'s node');
+      stopTracked(play.pid);
+      await play.done;
 
-    assert.ok(fs.existsSync(loopSocketPath(dir, 0)), 'a killed daemon leaves its socket');
-    await startDaemon(dir, 1);
+      assert.ok(fs.existsSync(loopSocketPath(dir, 0)), 'a killed daemon leaves its socket');
+      await startDaemon(dir, 1);
+    }
     const again = await openServer(0, { mode: 'read', format: 's16le', rate: RATE, channels: CH, socketDir: dir });
     await playsExactly(again, 'audioloop0', process.env, 'the new daemon carries every frame');
   });
@@ -232,7 +254,7 @@ describe('faults mid-stream (real headless PipeWire)', function () {
     let env: Env;
 
     before(function () {
-      rt = fs.mkdtempSync(path.join(os.tmpdir(), 'audioloop-faults-pw-'));
+      rt = fs.mkdtempSync(path.join(os.tmpdir(), onPulseAudio() ? 'audioloop-faults-pa-' : 'audioloop-faults-pw-'));
     });
     after(function () {
       if (!rt) return;
@@ -244,7 +266,7 @@ describe('faults mid-stream (real headless PipeWire)', function () {
     });
 
     function startSoundServer(): Env {
-      const out = execFileSync('bash', [SOUNDSERVER_SCRIPT, 'start', rt], { encoding: 'utf8', timeout: 60000 });
+      const out = execFileSync('bash', [SOUNDSERVER_SCRIPT, onPulseAudio() ? 'start-pulse' : 'start', rt], { encoding: 'utf8', timeout: 60000 });
       const e: Env = { ...process.env };
       delete e.PIPEWIRE_REMOTE;
       for (const m of out.matchAll(/^export ([A-Z_]+)='(.*)'$/gm)) e[m[1]!] = m[2]!;
