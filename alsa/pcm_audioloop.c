@@ -26,7 +26,12 @@
  *              is printed with SNDERR and returned as -errno.
  *   START      the first read or write waits until a client starts (the
  *              daemon's START line). Blocking handles block; non-blocking
- *              ones get -EAGAIN, and poll() reports nothing until then: the
+ *              ones get -EAGAIN, and poll() reports nothing until then. With
+ *              the argument wait MS (OPEN wait=MS) the daemon sends TIMEOUT
+ *              each MS without a client: the waiting read or write (readi,
+ *              writei, snd_pcm_wait/poll_revents) returns -ETIMEDOUT once per
+ *              TIMEOUT and the handle stays open, so the next one waits
+ *              again (arecord/aplay stop: "Connection timed out"). The
  *              poll descriptor is the socket, waiting for POLLIN (the START
  *              line; capture: then PCM); playback asks for POLLOUT only after
  *              START. poll_revents turns socket readiness into PCM readiness
@@ -57,8 +62,8 @@
  *
  * Plugin arguments (see 60-audioloop.conf): loop N (0-15), socket_dir DIR
  * (default as the daemon's: $XDG_RUNTIME_DIR/audioloop, else
- * /tmp/audioloop-<uid>). More arguments for the OPEN line (wait=, latency=)
- * go beside them.
+ * /tmp/audioloop-<uid>), wait MS (0 = forever, the default; else
+ * 1-86400000: OPEN wait=MS, see START above).
  *
  * Threads: every callback runs on the application's thread that called
  * alsa-lib, under alsa-lib's PCM lock (or with it released around
@@ -98,6 +103,8 @@ struct audioloop {
 	int eof;           /* the daemon closed its side (capture: after the data) */
 	int gone;          /* the stream has ended for good: DISCONNECTED */
 	int shut;          /* playback: our sending side is shut (drain) */
+	int wait_ms;       /* OPEN wait=MS, 0: wait forever */
+	int timed_out;     /* a TIMEOUT line not reported yet (-ETIMEDOUT) */
 
 	/* the parameters of the OPEN line (from hw_params) */
 	const char *fmt;
@@ -195,9 +202,10 @@ static void program_name(char *out, size_t cap)
 /*
  * Takes one complete line from the socket if there is one (without blocking),
  * leaving whatever follows it (PCM) in the socket. 1 a line, 0 none yet,
- * -ECONNRESET the daemon closed, other -errno.
+ * -ECONNRESET the daemon closed, other -errno. keep_timeout: a TIMEOUT line
+ * stays in the socket (2), so that poll still wakes for it.
  */
-static int take_line(int fd, char *line, size_t cap)
+static int take_line_ex(int fd, char *line, size_t cap, int keep_timeout)
 {
 	char peek[MAX_LINE + 1];
 	ssize_t n = recv(fd, peek, sizeof(peek) - 1, MSG_PEEK | MSG_DONTWAIT);
@@ -208,6 +216,8 @@ static int take_line(int fd, char *line, size_t cap)
 	char *nl = memchr(peek, '\n', (size_t)n);
 	if (!nl)
 		return n >= MAX_LINE ? -EPROTO : 0;
+	if (keep_timeout && n >= 7 && memcmp(peek, "TIMEOUT", 7) == 0)
+		return 2;
 	size_t len = (size_t)(nl - peek) + 1;
 	if (recv(fd, peek, len, MSG_DONTWAIT) != (ssize_t)len)
 		return -EIO;
@@ -219,6 +229,11 @@ static int take_line(int fd, char *line, size_t cap)
 	memcpy(line, peek, len);
 	line[len] = 0;
 	return 1;
+}
+
+static int take_line(int fd, char *line, size_t cap)
+{
+	return take_line_ex(fd, line, cap, 0);
 }
 
 /* ------------------------------------------------------------- the stream */
@@ -273,9 +288,12 @@ static int ensure_open(struct audioloop *al)
 	char comm[64], app[200], line[MAX_LINE + 1];
 	program_name(comm, sizeof(comm));
 	pct_encode(comm, app, sizeof(app));
-	int n = snprintf(line, sizeof(line), "OPEN mode=%s format=%s rate=%u channels=%u nonblock=%d app=%s pid=%d\n",
+	char wait[32] = "";
+	if (al->wait_ms > 0)
+		snprintf(wait, sizeof(wait), " wait=%d", al->wait_ms);
+	int n = snprintf(line, sizeof(line), "OPEN mode=%s format=%s rate=%u channels=%u nonblock=%d%s app=%s pid=%d\n",
 			 al->io.stream == SND_PCM_STREAM_CAPTURE ? "read" : "write", al->fmt, al->rate,
-			 al->channels, al->io.nonblock ? 1 : 0, app, (int)getpid());
+			 al->channels, al->io.nonblock ? 1 : 0, wait, app, (int)getpid());
 	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
 		int e = errno ? errno : EIO;
 		close(fd);
@@ -316,8 +334,13 @@ static int ensure_open(struct audioloop *al)
 	return 0;
 }
 
-/* [app] consumes the START line when it is there; 1 started, 0 not yet, -ENODEV ended */
-static int check_start(struct audioloop *al)
+/*
+ * [app] consumes the START line when it is there; 1 started, 0 not yet,
+ * -ENODEV ended. TIMEOUT lines before it set timed_out when consumed
+ * (take_timeout); otherwise they stay in the socket for poll_revents or
+ * wait_start to report, since pointer() cannot report an error.
+ */
+static int check_start_ex(struct audioloop *al, int take_timeout)
 {
 	if (al->started)
 		return 1;
@@ -326,8 +349,16 @@ static int check_start(struct audioloop *al)
 	if (al->fd < 0)
 		return 0;
 	char line[MAX_LINE + 1];
-	int r = take_line(al->fd, line, sizeof(line));
-	if (r == 0)
+	int r;
+	for (;;) {
+		r = take_line_ex(al->fd, line, sizeof(line), !take_timeout);
+		if (r == 1 && strncmp(line, "TIMEOUT", 7) == 0 && (line[7] == 0 || line[7] == ' ')) {
+			al->timed_out = 1;
+			continue;
+		}
+		break;
+	}
+	if (r == 0 || r == 2)
 		return 0;
 	if (r < 0 || strncmp(line, "START", 5) != 0) {
 		/* EOF or RESET before any client: the daemon is stopping */
@@ -336,7 +367,22 @@ static int check_start(struct audioloop *al)
 		return -ENODEV;
 	}
 	al->started = 1;
+	al->timed_out = 0; /* START came: nothing waits any more */
 	return 1;
+}
+
+static int check_start(struct audioloop *al)
+{
+	return check_start_ex(al, 0);
+}
+
+/* [app] a TIMEOUT not reported yet: -ETIMEDOUT once, then the next call waits again */
+static int take_timeout(struct audioloop *al)
+{
+	if (!al->timed_out)
+		return 0;
+	al->timed_out = 0;
+	return -ETIMEDOUT;
 }
 
 /* capture: moves what the socket holds into the ring (never blocks) */
@@ -448,9 +494,11 @@ static snd_pcm_sframes_t al_pointer(snd_pcm_ioplug_t *io)
 static int wait_start(struct audioloop *al)
 {
 	for (;;) {
-		int s = check_start(al);
+		int s = check_start_ex(al, 1);
 		if (s != 0)
 			return s < 0 ? s : 0;
+		if (take_timeout(al) < 0)
+			return -ETIMEDOUT;
 		if (al->io.nonblock)
 			return -EAGAIN;
 		int r = wait_fd(al->fd, POLLIN, -1, NULL);
@@ -554,7 +602,7 @@ static int al_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned in
 		*revents = POLLERR;
 		return 0;
 	}
-	check_start(al);
+	check_start_ex(al, 1);
 	if (al->gone) {
 		/* an error, not only POLLERR: programs that poll themselves
 		 * (PortAudio) take POLLERR for an xrun and poll again */
@@ -562,7 +610,7 @@ static int al_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned in
 		return -ENODEV;
 	}
 	if (!al->started)
-		return 0; /* the START line is not complete yet: not ready */
+		return take_timeout(al); /* wait MS: -ETIMEDOUT; else the START line is not complete yet */
 	if (io->stream == SND_PCM_STREAM_CAPTURE) {
 		snd_pcm_uframes_t avail = capture_avail(al);
 		if (al->gone) {
@@ -765,6 +813,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(audioloop)
 {
 	(void)root;
 	long loop = 0;
+	int wait_ms = 0;
 	const char *dir = NULL;
 	snd_config_iterator_t i, next;
 	snd_config_for_each(i, next, conf) {
@@ -792,7 +841,23 @@ SND_PCM_PLUGIN_DEFINE_FUNC(audioloop)
 			}
 			continue;
 		}
-		SNDERR("audioloop: unknown argument %s (known: loop, socket_dir)", id);
+		if (!strcmp(id, "wait")) {
+			long v;
+			const char *str;
+			char *end;
+			if (snd_config_get_integer(n, &v) < 0 &&
+			    (snd_config_get_string(n, &str) < 0 || !*str || (v = strtol(str, &end, 10), *end))) {
+				SNDERR("audioloop: wait must be a number of milliseconds (0: forever)");
+				return -EINVAL;
+			}
+			if (v < 0 || v > 86400000) {
+				SNDERR("audioloop: wait must be 0 (forever) or 1-86400000 ms, got %ld", v);
+				return -EINVAL;
+			}
+			wait_ms = (int)v;
+			continue;
+		}
+		SNDERR("audioloop: unknown argument %s (known: loop, socket_dir, wait)", id);
 		return -EINVAL;
 	}
 	if (loop < 0 || loop > 15) {
@@ -804,6 +869,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(audioloop)
 		return -ENOMEM;
 	al->fd = -1;
 	al->loop = (int)loop;
+	al->wait_ms = wait_ms;
 	if (dir && *dir)
 		snprintf(al->dir, sizeof(al->dir), "%s", dir);
 	else

@@ -5,6 +5,13 @@
  *   const srv = await openServer(0, { mode: 'read', format: 's16le', rate: 48000, channels: 2 });
  *   srv.readable.pipe(...)            // ends with an 'error' ECONNRESET after the last byte
  *   const buf = await srv.read(4096)  // first read waits until a client starts
+ *
+ * waitMs (OPEN wait=MS): the daemon sends TIMEOUT each MS without a client
+ * start; each one fails the read()/write() that waits for the client (or,
+ * when none waits, the next one) with ETIMEDOUT, and the stream surface
+ * (readable/writable, if it was taken) is destroyed with that error and
+ * replaced: `srv.readable` / `srv.writable` then give a new stream on the
+ * same connection, which waits again. 'timeout' (err) is emitted each time.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -23,6 +30,8 @@ import {
   parseErr,
   parseOk,
   parseStart,
+  parseTimeout,
+  WAIT_MS,
   type OkReply,
   type ServerMode,
 } from './protocol';
@@ -39,6 +48,12 @@ export interface OpenServerOptions {
   app?: string;
   /** the latency the node asks the sound server for, in ms (1-1000; OPEN latency=MS) */
   latencyMs?: number;
+  /**
+   * bound the wait for a client, in ms (1-86400000; OPEN wait=MS): a read or
+   * write that waits that long for a client fails with ETIMEDOUT and the
+   * next one waits again; absent: wait forever
+   */
+  waitMs?: number;
 }
 
 export interface ClientStart {
@@ -57,10 +72,12 @@ export async function openServer(instance: number, opts: OpenServerOptions): Pro
   if (!Number.isInteger(instance) || instance < 0) throw makeError('EINVAL', 'open', `bad instance ${instance}`);
   if (opts.latencyMs !== undefined && !(Number.isInteger(opts.latencyMs) && opts.latencyMs >= LATENCY_MS.min && opts.latencyMs <= LATENCY_MS.max))
     throw makeError('EINVAL', 'open', `latencyMs must be an integer ${LATENCY_MS.min}-${LATENCY_MS.max}, got ${opts.latencyMs}`);
+  if (opts.waitMs !== undefined && !(Number.isInteger(opts.waitMs) && opts.waitMs >= WAIT_MS.min && opts.waitMs <= WAIT_MS.max))
+    throw makeError('EINVAL', 'open', `waitMs must be an integer ${WAIT_MS.min}-${WAIT_MS.max}, got ${opts.waitMs}`);
   const dir = opts.socketDir ?? defaultSocketDir();
   const path = loopSocketPath(dir, instance);
   const sock = await connect(path, dir, instance);
-  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, ...(opts.latencyMs !== undefined ? { latencyMs: opts.latencyMs } : {}), app: opts.app ?? 'audioloop-client', pid: process.pid }));
+  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, ...(opts.latencyMs !== undefined ? { latencyMs: opts.latencyMs } : {}), ...(opts.waitMs !== undefined ? { waitMs: opts.waitMs } : {}), app: opts.app ?? 'audioloop-client', pid: process.pid }));
   const reader = new LineReader(4096);
   const reply = await new Promise<OkReply>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
@@ -141,11 +158,19 @@ export class LoopServer extends EventEmitter {
   client: ClientStart | null = null;
   /** the error that ended the loop (ECONNRESET at end of stream) */
   error: AudioloopError | null = null;
+  /** TIMEOUT lines received (waitMs): each is one ETIMEDOUT */
+  timeouts = 0;
   private readonly startPromise: Promise<ClientStart>;
   private resolveStart!: (c: ClientStart) => void;
   private rejectStart!: (e: Error) => void;
-  private readonly _readable: ServerReadable | null = null;
-  private readonly _writable: ServerWritable | null = null;
+  private _readable: ServerReadable | null = null;
+  private _writable: ServerWritable | null = null;
+  /** the application took the stream surface (readable/writable): a TIMEOUT destroys and replaces it */
+  private streamTaken = false;
+  /** a TIMEOUT that no read()/write() has reported yet (at most one is kept) */
+  private timeoutPending: AudioloopError | null = null;
+  /** read()/write() calls waiting for START; called with a TIMEOUT's error, or null at START/the end */
+  private readonly startWaiters = new Set<(e: AudioloopError | null) => void>();
   private closed = false;
   private readOnce = false;
 
@@ -162,26 +187,84 @@ export class LoopServer extends EventEmitter {
       this.rejectStart = rej;
     });
     this.startPromise.catch(() => undefined);
-    if (ok.mode === 'read') this._readable = new ServerReadable(this);
-    else this._writable = new ServerWritable(this);
-    const stream = (this._readable ?? this._writable)!;
-    stream.on('error', (e: AudioloopError) => {
-      if (!this.error) this.error = e;
-    });
+    this.newStream();
     sock.on('error', () => undefined);
     this.listen(reader);
+  }
+
+  /** the stream surface for the mode (again after a TIMEOUT destroyed the previous one) */
+  private newStream(): void {
+    const stream = this.mode === 'read' ? (this._readable = new ServerReadable(this)) : (this._writable = new ServerWritable(this));
+    stream.on('error', (e: AudioloopError) => {
+      // a TIMEOUT ends this stream object only, not the loop
+      if (!this.error && e.code !== 'ETIMEDOUT') this.error = e;
+    });
   }
 
   /** read mode: the PCM clients play, as a Node stream */
   get readable(): Readable {
     if (!this._readable) throw makeError('EINVAL', 'read', 'this server end was opened write-only');
+    this.streamTaken = true;
     return this._readable;
   }
 
   /** write mode: PCM for clients to record, as a Node stream */
   get writable(): Writable {
     if (!this._writable) throw makeError('EINVAL', 'write', 'this server end was opened read-only');
+    this.streamTaken = true;
     return this._writable;
+  }
+
+  /**
+   * waitMs: the daemon's TIMEOUT (no client started within MS). Fails the
+   * read()/write() calls waiting for START, and a stream the application
+   * took (replaced by a fresh one); otherwise the next read()/write().
+   */
+  private onTimeout(ms: number): void {
+    this.timeouts++;
+    const syscall = this.mode === 'read' ? 'read' : 'write';
+    const err = makeError('ETIMEDOUT', syscall, `no client started within ${ms} ms (wait=${ms}); the server end stays open, the next ${syscall} waits again`);
+    let told = false;
+    for (const w of [...this.startWaiters]) {
+      w(err);
+      told = true;
+    }
+    if (this.streamTaken) {
+      const old = (this._readable ?? this._writable)!;
+      this.streamTaken = false;
+      this.newStream();
+      if (old instanceof ServerWritable) old.timeOut(err);
+      else old.destroy(err);
+      told = true;
+    }
+    if (!told) this.timeoutPending = err;
+    this.emit('timeout', err);
+  }
+
+  /**
+   * Waits for START on behalf of read()/write(); rejects with ETIMEDOUT for
+   * a TIMEOUT that came while waiting or before (not reported yet). The end
+   * of the loop before START: read() goes on to its ECONNRESET, write() rejects.
+   */
+  private async awaitStart(rejectOnEnd: boolean): Promise<void> {
+    if (this.client) return;
+    const pending = this.timeoutPending;
+    if (pending) {
+      this.timeoutPending = null;
+      throw pending;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const w = (e: AudioloopError | null): void => {
+        this.startWaiters.delete(w);
+        if (e) reject(e);
+        else resolve();
+      };
+      this.startWaiters.add(w);
+      this.startPromise.then(
+        () => w(null),
+        (e: AudioloopError) => (rejectOnEnd ? w(e) : w(null)),
+      );
+    });
   }
 
   /** Resolves when a client starts (immediately if one has). */
@@ -199,6 +282,11 @@ export class LoopServer extends EventEmitter {
       }
       reader.feed(chunk);
       for (let line = reader.take(); line !== null; line = reader.take()) {
+        const timeout = started ? null : parseTimeout(line);
+        if (timeout !== null) {
+          this.onTimeout(timeout);
+          continue;
+        }
         if (!started && line === RESET_LINE) {
           // the daemon ended the loop before any client started (e.g. it is stopping)
           this.reset('the daemon closed the loop before a client started', true);
@@ -250,10 +338,13 @@ export class LoopServer extends EventEmitter {
    * `size` bytes (blocking) or whatever is there (nonblock: EAGAIN if none;
    * the first nonblocking read waits until the client's first data is there).
    * After the client went away, returns what is left, then rejects ECONNRESET.
+   * waitMs: rejects ETIMEDOUT when a TIMEOUT came while it waited for the
+   * client (or since the last call); the next read waits again.
    */
   async read(size = 4096): Promise<Buffer> {
-    const r = this.readable as ServerReadable;
-    await this.waitForClient().catch(() => undefined);
+    if (!this._readable) throw makeError('EINVAL', 'read', 'this server end was opened write-only');
+    await this.awaitStart(false);
+    const r = this._readable;
     size = Math.max(this.frameBytes, size - (size % this.frameBytes));
     // the first read waits for the client's first data, like OSS, also when nonblock
     const first = !this.readOnce;
@@ -282,11 +373,15 @@ export class LoopServer extends EventEmitter {
     }
   }
 
-  /** OSS-like write: waits for a client first; resolves once the data is handed to the daemon. */
+  /**
+   * OSS-like write: waits for a client first (waitMs: ETIMEDOUT after a
+   * TIMEOUT, nothing sent); resolves once the data is handed to the daemon.
+   */
   async write(buf: Buffer): Promise<void> {
-    const w = this.writable;
+    if (!this._writable) throw makeError('EINVAL', 'write', 'this server end was opened read-only');
     if (this.error) throw this.error;
-    await this.waitForClient();
+    await this.awaitStart(true);
+    const w = this._writable;
     if (this.nonblock && w.writableNeedDrain) throw makeError('EAGAIN', 'write');
     await new Promise<void>((resolve, reject) => {
       w.write(buf, (e) => (e ? reject(this.error ?? e) : resolve()));
@@ -410,6 +505,14 @@ class ServerWritable extends Writable {
     const onClose = (): void => cb(this.failure);
     if (s.closed) onClose();
     else s.once('close', onClose);
+  }
+
+  /** @internal a TIMEOUT (waitMs) before any client: this stream ends with ETIMEDOUT, nothing of it was sent */
+  timeOut(err: AudioloopError): void {
+    if (this.failure || this.destroyed) return;
+    this.failure = err;
+    this.inflight = null;
+    this.destroy(err);
   }
 
   /** @internal the client went away: the one error for everything queued */

@@ -44,7 +44,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Backend, ClientInfo, Endpoint, EndpointOptions } from './backend/types';
 import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
-import { formatOk, formatStart, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
+import { formatOk, formatStart, formatTimeout, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
 import { PeakMeter } from './dsp/level';
 import { grantedLatency, ringFor, type LatencyStatus } from './latency';
@@ -78,7 +78,7 @@ export interface LoopStatus {
   state: LoopState;
   mode: ServerMode | null;
   format: PcmFormat | null;
-  server: { app: string | null; pid: number | null; nonblock: boolean; since: string } | null;
+  server: { app: string | null; pid: number | null; nonblock: boolean; since: string; waitMs: number | null; timeouts: number } | null;
   clients: ClientInfo[];
   /** PCM bytes moved between client and server since the server opened */
   bytes: number;
@@ -140,6 +140,9 @@ interface Session {
   /** write mode after EOF: the node's frame count by which every recording client has had everything */
   drainAt: number | null;
   drainTimer: NodeJS.Timeout | null;
+  /** wait=MS: the next TIMEOUT line while no client started, and how many were sent */
+  waitTimer: NodeJS.Timeout | null;
+  timeouts: number;
 }
 
 const READ_CHUNK = 1 << 14;
@@ -240,10 +243,12 @@ export class Loop extends EventEmitter {
     const s: Session = {
       socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
       meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, streams: 0, seen: new Set(), logged: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
+      waitTimer: null, timeouts: 0,
     };
     this.s = s;
     socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
-    this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz`);
+    this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz${req.waitMs ? ` wait=${req.waitMs}` : ''}`);
+    if (req.waitMs !== undefined) this.armWait(s, req.waitMs);
 
     socket.on('error', (err) => this.log.debug(`server socket error: ${err.message}`));
     socket.on('close', () => this.onServerClosed(s));
@@ -273,6 +278,22 @@ export class Loop extends EventEmitter {
       else socket.resume();
     }
     if (ep) this.bindEndpoint(s, ep);
+  }
+
+  /**
+   * wait=MS: while no client has started, a TIMEOUT line every MS (the
+   * server's waiting read/write fails with ETIMEDOUT; the connection stays
+   * open and the next one waits again). START ends it (onClientStart).
+   */
+  private armWait(s: Session, ms: number): void {
+    s.waitTimer = setTimeout(() => {
+      s.waitTimer = null;
+      if (this.s !== s || this._state !== 'waiting' || s.socket.destroyed || s.socket.writableEnded) return;
+      s.timeouts++;
+      this.log.info(`no client started within ${ms} ms (wait=${ms}): TIMEOUT ${s.timeouts} to the server`);
+      s.socket.write(formatTimeout(ms));
+      this.armWait(s, ms);
+    }, ms);
   }
 
   /** Makes `ep` the session's node and follows its events. */
@@ -324,6 +345,8 @@ export class Loop extends EventEmitter {
     }
     s.started = true;
     s.sessionSince = new Date();
+    if (s.waitTimer) clearTimeout(s.waitTimer);
+    s.waitTimer = null;
     const clients = s.ep?.clients() ?? [];
     const c = clients[0];
     s.socket.write(formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null }));
@@ -388,8 +411,10 @@ export class Loop extends EventEmitter {
   private clearTimers(s: Session): void {
     if (s.graceTimer) clearTimeout(s.graceTimer);
     if (s.drainTimer) clearTimeout(s.drainTimer);
+    if (s.waitTimer) clearTimeout(s.waitTimer);
     s.graceTimer = null;
     s.drainTimer = null;
+    s.waitTimer = null;
   }
 
   /** The client side is gone: ECONNRESET for the server, after what is in flight. */
@@ -589,7 +614,9 @@ export class Loop extends EventEmitter {
       state: this._state,
       mode: s?.req.mode ?? null,
       format: s ? { format: s.req.format, rate: s.req.rate, channels: s.req.channels } : null,
-      server: s ? { app: s.req.app ?? null, pid: s.req.pid ?? null, nonblock: s.req.nonblock, since: s.since.toISOString() } : null,
+      server: s
+        ? { app: s.req.app ?? null, pid: s.req.pid ?? null, nonblock: s.req.nonblock, since: s.since.toISOString(), waitMs: s.req.waitMs ?? null, timeouts: s.timeouts }
+        : null,
       clients: linked,
       session:
         s?.sessionSince

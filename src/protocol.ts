@@ -2,9 +2,11 @@
  * The server-end socket protocol (version 1). Documented in README.md
  * ("Server protocol"); any language can speak it with a unix socket.
  *
- *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [latency=MS] [app=NAME] [pid=N]\n
+ *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [latency=MS] [wait=MS] [app=NAME] [pid=N]\n
  *   daemon -> server   OK instance=N node=audioloopN mode=M format=F rate=R channels=C frame=BYTES\n
  *                 or   ERR CODE ERRNO message\n   (then the daemon closes)
+ *   daemon -> server   TIMEOUT wait=MS\n   (wait=MS only) MS after OK and every MS after that
+ *                      until START: no client started; the connection stays open
  *   daemon -> server   START [app=NAME] [pid=N]\n   once, when the first client starts
  *   then, mode=read:   raw PCM daemon -> server; EOF = the client went away (ECONNRESET)
  *         mode=write:  raw PCM server -> daemon; daemon -> server `RESET\n` then close
@@ -21,8 +23,8 @@
  *              a bad %-escape; bytes that are not UTF-8; NUL or other control
  *              characters; the connection ended in the middle of the line
  *   EINVAL     mode missing / not read|write (read+write says so); format, rate,
- *              channels, nonblock (0|1), latency (integer ms, 1-1000), pid
- *              (positive integer) out of range;
+ *              channels, nonblock (0|1), latency (integer ms, 1-1000), wait
+ *              (integer ms, 1-86400000), pid (positive integer) out of range;
  *              control characters in app (it is cut to 64 characters)
  *   ETIMEDOUT  no complete line within the daemon's handshake timeout (5 s)
  *   EBUSY      the server end is already open; ENODEV no sound server
@@ -41,6 +43,8 @@ export interface OpenRequest extends PcmFormat {
   nonblock: boolean;
   /** the latency the node asks the sound server for, in ms (PipeWire node.latency); absent: the clients' */
   latencyMs?: number;
+  /** wait=MS: a TIMEOUT line every MS without a client start; absent: wait forever (the seed's behaviour) */
+  waitMs?: number;
   app?: string;
   pid?: number;
 }
@@ -64,6 +68,20 @@ export const RESET_LINE = 'RESET';
 
 export function formatReset(): string {
   return RESET_LINE + '\n';
+}
+
+/** the line the daemon sends (wait=MS) each MS without a client start; the connection stays open */
+export const TIMEOUT_WORD = 'TIMEOUT';
+
+export function formatTimeout(ms: number): string {
+  return `${TIMEOUT_WORD} wait=${ms}\n`;
+}
+
+/** the MS of a TIMEOUT line (0 when it names none), or null for any other line */
+export function parseTimeout(line: string): number | null {
+  const m = /^TIMEOUT(?: wait=([0-9]{1,9}))?$/.exec(line);
+  if (!m) return null;
+  return m[1] ? Number(m[1]) : 0;
 }
 
 // strict, and a byte-order mark stays in the text (so "\uFEFFOPEN" is not OPEN)
@@ -116,10 +134,18 @@ function parseFields(words: string[]): Map<string, string> {
   return fields;
 }
 
-const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'latency', 'app', 'pid']);
+const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'latency', 'wait', 'app', 'pid']);
 
 /** the range of OPEN's latency=MS */
 export const LATENCY_MS = { min: 1, max: 1000 } as const;
+/** the range of OPEN's wait=MS (one day at most) */
+export const WAIT_MS = { min: 1, max: 86_400_000 } as const;
+
+/** the CLI's --wait SEC (decimal seconds, ms resolution) as wait=MS; null when not 0.001-86400 */
+export function waitSecondsToMs(v: string): number | null {
+  const ms = /^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(v) ? Math.round(Number(v) * 1000) : NaN;
+  return ms >= WAIT_MS.min && ms <= WAIT_MS.max ? ms : null;
+}
 
 function intField(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -157,6 +183,12 @@ export function parseOpen(line: string): OpenRequest {
       throw new ProtocolError('EINVAL', `latency must be an integer number of milliseconds, ${LATENCY_MS.min}-${LATENCY_MS.max}`);
     req.latencyMs = latency;
   }
+  const wait = intField(fields.get('wait'));
+  if (wait !== undefined) {
+    if (!Number.isInteger(wait) || wait < WAIT_MS.min || wait > WAIT_MS.max)
+      throw new ProtocolError('EINVAL', `wait must be an integer number of milliseconds, ${WAIT_MS.min}-${WAIT_MS.max}`);
+    req.waitMs = wait;
+  }
   const app = fields.get('app');
   if (app !== undefined && app !== '') {
     if (CONTROL.test(app)) throw new ProtocolError('EINVAL', 'app must not contain control characters');
@@ -173,6 +205,7 @@ export function parseOpen(line: string): OpenRequest {
 export function formatOpen(req: OpenRequest): string {
   let line = `OPEN mode=${req.mode} format=${req.format} rate=${req.rate} channels=${req.channels} nonblock=${req.nonblock ? 1 : 0}`;
   if (req.latencyMs !== undefined) line += ` latency=${req.latencyMs}`;
+  if (req.waitMs !== undefined) line += ` wait=${req.waitMs}`;
   if (req.app) line += ` app=${encodeURIComponent(req.app)}`;
   if (req.pid !== undefined) line += ` pid=${req.pid}`;
   return line + '\n';

@@ -8,12 +8,21 @@ import { RtpSender } from './sender';
 import { RtpReceiver, type ReceiverEnd } from './receiver';
 import { DYNAMIC_PT_MAX, DYNAMIC_PT_MIN } from './rtp';
 import { BRIDGE_HELP } from './help';
+import { waitSecondsToMs } from '../protocol';
 
 /** Exit codes as in src/cli/main.ts. */
-const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4 } as const;
+const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, TIMEDOUT: 6 } as const;
 
 
 class UsageError extends Error {}
+
+/** --wait SEC as wait=MS (src/protocol.ts waitSecondsToMs) */
+function waitArg(v: string | undefined): { waitMs?: number } {
+  if (v === undefined) return {};
+  const ms = waitSecondsToMs(v);
+  if (ms === null) throw new UsageError(`--wait must be a number of seconds, 0.001-86400, got "${v}"`);
+  return { waitMs: ms };
+}
 
 function intArg(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -41,6 +50,7 @@ function exitFor(e: unknown): number {
   const code = (e as { code?: string }).code;
   if (code === 'ENOENT' || code === 'ECONNREFUSED') return EXIT.NO_DAEMON;
   if (code === 'EBUSY' || code === 'EINVAL' || code === 'ENODEV') return EXIT.REFUSED;
+  if (code === 'ETIMEDOUT') return EXIT.TIMEDOUT;
   return EXIT.ERROR;
 }
 
@@ -67,6 +77,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
         'no-drift': { type: 'boolean' },
         'idle-exit': { type: 'string' },
         latency: { type: 'string' },
+        wait: { type: 'string' },
         'socket-dir': { type: 'string', short: 's' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -94,6 +105,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
     const pt = intArg(values['payload-type'] as string | undefined, '--payload-type', DYNAMIC_PT_MIN, DYNAMIC_PT_MAX);
     const socketDir = values['socket-dir'] as string | undefined;
     const latencyMs = intArg(values.latency as string | undefined, '--latency', 1, 1000);
+    const { waitMs } = waitArg(values.wait as string | undefined);
     const sendOnly = ['sdp', 'bitrate'].filter((k) => values[k] !== undefined);
     const recvOnly = ['jitter', 'jitter-ms', 'jitter-min-ms', 'jitter-max-ms', 'no-drift', 'idle-exit'].filter((k) => values[k] !== undefined);
     if (send !== undefined && recvOnly.length) throw new UsageError(`--${recvOnly[0]} is a --receive option`);
@@ -109,6 +121,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
         ...(values.sdp ? { sdpFile: values.sdp as string } : {}),
         ...(socketDir ? { socketDir } : {}),
         ...(latencyMs !== undefined ? { latencyMs } : {}),
+        ...(waitMs !== undefined ? { waitMs } : {}),
       });
       return await runWithSignals(sender, async () => {
         await sender.open();
@@ -137,6 +150,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
       ...(idle !== undefined ? { idleExitMs: idle * 1000 } : {}),
       ...(socketDir ? { socketDir } : {}),
       ...(latencyMs !== undefined ? { latencyMs } : {}),
+      ...(waitMs !== undefined ? { waitMs } : {}),
     });
     return await runWithSignals(receiver, async () => {
       await receiver.open();

@@ -31,6 +31,9 @@ options:
   -c, --channels C        1 or 2 (default 2)
       --latency MS        the latency the loop's node asks the sound server
                           for, 1-1000 ms (default: the clients'); see status
+      --wait SEC          give up when no client starts within SEC seconds
+                          (0.001-86400): exit 6, a message naming ETIMEDOUT
+                          (default: wait forever)
       --bitrate BPS       (send) Opus bitrate, 6000-510000 (default 64000 per channel)
       --payload-type PT   RTP payload type ${DYNAMIC_PT_MIN}-${DYNAMIC_PT_MAX} (send: default 96;
                           receive: default the first dynamic type seen)
@@ -47,4 +50,5 @@ options:
   -h, --help
 
 exit codes: 0 done (client went away, idle, or Ctrl-C), 1 error, 2 usage,
-3 no daemon, 4 loop refused (EBUSY/EINVAL/ENODEV)`;
+3 no daemon, 4 loop refused (EBUSY/EINVAL/ENODEV), 6 --wait: no client
+started in time (ETIMEDOUT)`;

@@ -56,6 +56,8 @@ export interface ReceiverOptions {
   socketDir?: string;
   /** the latency the loop's node asks the sound server for, in ms */
   latencyMs?: number;
+  /** give up (ETIMEDOUT) when no client starts within this many ms (OPEN wait=MS) */
+  waitMs?: number;
   metricsIntervalMs?: number;
 }
 
@@ -137,7 +139,7 @@ export class RtpReceiver extends EventEmitter {
     this.sock.on('error', (e) => this.emit('warning', e));
     this.sock.on('message', (msg, rinfo) => this.onDatagram(msg, `${rinfo.address}:${rinfo.port}`));
     try {
-      this.srv = await openServer(this.opts.instance, { mode: 'write', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), app: 'audioloop bridge --receive', socketDir });
+      this.srv = await openServer(this.opts.instance, { mode: 'write', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}), app: 'audioloop bridge --receive', socketDir });
     } catch (e) {
       this.sock.close();
       this.sock = null;

@@ -2,7 +2,7 @@
 /**
  * audioloop command line: daemon, record, play, status.
  * Exit codes: 0 ok, 1 error, 2 usage, 3 no daemon, 4 loop refused (EBUSY/EINVAL/ENODEV),
- * 5 the client went away before everything was played.
+ * 5 the client went away before everything was played, 6 --wait: no client started in time (ETIMEDOUT).
  */
 import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { BACKEND_CHOICES, ConfigError, configSearchPath, DEFAULT_CONFIG, describeConfigLocation, findConfig, loadConfig, type ConfigLocation, LOG_FORMATS, LOG_LEVELS, type AudioloopConfig, type LogFormat, type LogLevel } from '../config';
 import { Daemon, type DaemonStatus } from '../daemon';
 import { createLogger } from '../log';
-import { controlSocketPath, defaultSocketDir } from '../protocol';
+import { controlSocketPath, defaultSocketDir, waitSecondsToMs } from '../protocol';
 import { openServer } from '../client';
 import { alignColumns, fetchStatus, loopCells, LOOP_HEAD, who } from '../control';
 import { cmdTop, TOP_HELP } from './top';
@@ -24,7 +24,7 @@ import type { LatencyStatus } from '../latency';
 import { BRIDGE_HELP } from '../bridge/help';
 import { describeMetrics } from '../bridge/metrics';
 
-export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, RESET: 5 } as const;
+export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, NO_DAEMON: 3, REFUSED: 4, RESET: 5, TIMEDOUT: 6 } as const;
 
 class UsageError extends Error {}
 
@@ -86,7 +86,8 @@ exit status:
   2  wrong usage, or a bad config file
   3  no daemon answers (start one with "audioloop daemon")
   4  the loop refused the open: EBUSY (another server has it), EINVAL, ENODEV
-  5  play: the client went away before the whole file was played (ECONNRESET)`,
+  5  play: the client went away before the whole file was played (ECONNRESET)
+  6  record/play/bridge --wait SEC: no client started within SEC (ETIMEDOUT)`,
   record: `usage: audioloop record N FILE.wav [options]
 
 Opens the server end of loop N read-only; audioloopN appears as a sink.
@@ -107,6 +108,8 @@ Messages go to stderr.
   -c, --channels C    1-8 (default 2)
       --latency MS    the latency the node asks the sound server for, 1-1000 ms
                       (default: the clients'); status shows what was granted
+      --wait SEC      give up when no client starts within SEC seconds (0.001-86400):
+                      exit 6 with a message naming ETIMEDOUT (default: wait forever)
   -s, --socket-dir DIR
   -q, --quiet         no messages, no progress line
   -h, --help`,
@@ -128,6 +131,8 @@ what follows means "until the end of the stream"), or raw PCM with --raw.
   -c, --channels C    with --raw: 1-8 (default 2)
       --latency MS    the latency the node asks the sound server for, 1-1000 ms
                       (default: the clients'); status shows what was granted
+      --wait SEC      give up when no client starts within SEC seconds (0.001-86400):
+                      exit 6 with a message naming ETIMEDOUT (default: wait forever)
   -s, --socket-dir DIR
   -q, --quiet         no messages, no progress line
   -h, --help`,
@@ -152,6 +157,14 @@ function intArg(v: string | undefined, name: string, min: number, max: number): 
   if (v === undefined) return undefined;
   if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} must be an integer ${min}-${max}, got "${v}"`);
   return Number(v);
+}
+
+/** --wait SEC (decimal seconds, ms resolution) as an openServer option: OPEN wait=MS */
+function waitOpt(v: string | undefined): { waitMs?: number } {
+  if (v === undefined) return {};
+  const ms = waitSecondsToMs(v);
+  if (ms === null) throw new UsageError(`--wait must be a number of seconds, 0.001-86400, got "${v}"`);
+  return { waitMs: ms };
 }
 
 /** --latency MS as an openServer option */
@@ -276,6 +289,7 @@ function exitFor(e: unknown): number {
   const code = (e as { code?: string }).code;
   if (code === 'ENOENT' || code === 'ECONNREFUSED') return EXIT.NO_DAEMON;
   if (code === 'EBUSY' || code === 'EINVAL' || code === 'ENODEV') return EXIT.REFUSED;
+  if (code === 'ETIMEDOUT') return EXIT.TIMEDOUT;
   return EXIT.ERROR;
 }
 
@@ -333,6 +347,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
     'socket-dir': { type: 'string', short: 's' },
     quiet: { type: 'boolean', short: 'q' },
     latency: { type: 'string' },
+    wait: { type: 'string' },
   });
   if (values.help) return help('record');
   const instance = instanceArg(positionals[0]);
@@ -348,7 +363,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
   let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
-  const lat = latencyOpt(values.latency);
+  const lat = { ...latencyOpt(values.latency), ...waitOpt(values.wait) };
   let srv;
   try {
     srv = await openServer(instance, { mode: 'read', format: format as SampleFormat, rate, channels, app: 'audioloop record', ...lat, ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
@@ -396,7 +411,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
     if (code !== 'ECONNRESET') {
       progress?.finish();
       process.stderr.write(`audioloop record: ${(e as Error).message}\n`);
-      endCode = EXIT.ERROR;
+      endCode = code === 'ETIMEDOUT' ? EXIT.TIMEDOUT : EXIT.ERROR;
     }
   }
   progress?.finish();
@@ -407,7 +422,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
   await srv.close();
   const frames = Math.floor(sink.dataBytes / srv.frameBytes);
   const secs = frames / srv.format.rate;
-  const why = interrupted ? 'interrupted' : sink.broken ? 'the reader of stdout went away (EPIPE)' : 'client went away (ECONNRESET)';
+  const why = interrupted ? 'interrupted' : sink.broken ? 'the reader of stdout went away (EPIPE)' : endCode === EXIT.TIMEDOUT ? 'no client started (ETIMEDOUT)' : 'client went away (ECONNRESET)';
   say(`${why}: ${frames} frames (${secs.toFixed(2)} s) in ${where}`);
   process.off('SIGINT', onSig);
   process.off('SIGTERM', onSig);
@@ -423,6 +438,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
     'socket-dir': { type: 'string', short: 's' },
     quiet: { type: 'boolean', short: 'q' },
     latency: { type: 'string' },
+    wait: { type: 'string' },
   });
   if (values.help) return help('play');
   const instance = instanceArg(positionals[0]);
@@ -437,7 +453,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
   const rawChannels = intArg(values.channels, '--channels', 1, 8) ?? 2;
   const fromStdin = file === '-';
   const where = fromStdin ? 'stdin' : file;
-  const lat = latencyOpt(values.latency);
+  const lat = { ...latencyOpt(values.latency), ...waitOpt(values.wait) };
   let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
@@ -477,7 +493,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
     await srv.close();
     const code = (e as { code?: string }).code;
     process.stderr.write(`audioloop play: ${(e as Error).message} after ${written / srv.frameBytes} frames\n`);
-    return code === 'ECONNRESET' ? EXIT.RESET : EXIT.ERROR;
+    return code === 'ECONNRESET' ? EXIT.RESET : code === 'ETIMEDOUT' ? EXIT.TIMEDOUT : EXIT.ERROR;
   }
   say(`played ${written / srv.frameBytes} frames`);
   return EXIT.OK;
