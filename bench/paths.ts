@@ -353,9 +353,9 @@ export async function startLoopback(name: string, playbackTarget?: string, laten
   return c;
 }
 
-/** Loads a PulseAudio null sink (pipewire-pulse) and returns its module index. */
-export function loadNullSink(name: string): number {
-  const out = runSync('pactl', ['load-module', 'module-null-sink', `sink_name=${name}`, `rate=${RATE}`, `channels=${CHANNELS}`, 'format=s16le']);
+/** Loads a PulseAudio null sink (pipewire-pulse, or a real PulseAudio) and returns its module index. */
+export function loadNullSink(name: string, extra: string[] = []): number {
+  const out = runSync('pactl', ['load-module', 'module-null-sink', `sink_name=${name}`, `rate=${RATE}`, `channels=${CHANNELS}`, 'format=s16le', ...extra]);
   return Number(out.trim());
 }
 

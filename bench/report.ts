@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import type { CpuSample } from './cpu';
 import type { DspResult } from './dsp';
+import type { PulseAudioResults } from './pulseaudio';
 
 export interface PathSummary {
   p50Ms: number;
@@ -70,6 +71,8 @@ export interface BenchResults {
     configs: { loops: number; ours: CpuSample; peer: CpuSample; ratioCpu: number; ratioRss: number }[];
   };
   exactness: { durationS: number; clientLatencyMs: number; c2s: ExactSummary; s2c: ExactSummary };
+  /** the same loop on a real PulseAudio against its own null sink + parec (bench/pulseaudio.ts) */
+  pulseaudio?: PulseAudioResults;
   dsp: DspResult[];
   targets: {
     latency: { rule: string; targetMs: number; met: boolean };
@@ -87,6 +90,13 @@ export const PATH_LABELS: Record<string, string> = {
   ours_s2c_pw: 'ours server->client (server -> audioloop -> pw-record)',
   nullsink_pw: 'null sink (pw-play -> null sink -> pw-record monitor)',
   pwloopback_pw: 'pw-loopback (pw-play -> loopback -> pw-record)',
+};
+
+export const PA_PATH_LABELS: Record<string, string> = {
+  ours_c2s: 'ours client->server (pacat -> audioloop -> server)',
+  ours_s2c: 'ours server->client (server -> audioloop -> parec)',
+  nullsink: 'PulseAudio null sink, defaults (pacat -> null sink -> parec monitor)',
+  nullsink_norewinds: 'PulseAudio null sink norewinds=1, as our loop loads it',
 };
 
 /** a number with `d` decimals, or n/a (shared with the plot) */
@@ -143,6 +153,26 @@ export function renderMarkdown(r: BenchResults): string {
   L.push(`| pacat -> audioloop0 -> server | ${e.c2s.framesIn} | ${e.c2s.framesOut} | ${e.c2s.lostFrames} | ${e.c2s.duplicatedFrames} | ${e.c2s.silenceInserted} | ${e.c2s.daemonXruns} | ${e.c2s.restarts} |`);
   L.push(`| server -> audioloop1 -> pw-record | ${e.s2c.framesIn} | ${e.s2c.framesOut} | ${e.s2c.lostFrames} | ${e.s2c.duplicatedFrames} | ${e.s2c.silenceInserted} | ${e.s2c.daemonXruns} | ${e.s2c.restarts} |`);
   L.push('');
+  const pa = r.pulseaudio;
+  if (pa) {
+    L.push(`**PulseAudio** (${pa.server}, a private headless one with the PulseAudio backend; pacat/parec at ${m.clientLatencyMs} ms; ` +
+      `latency ${pa.latency.durationS} s per path; CPU ${pa.cpu.intervalS} s per point, % of one core, pulseaudio counted on both sides: ` +
+      `ours = the daemon + pulseaudio, peer = K norewinds=1 null sinks with parec on their monitors, the parec processes + pulseaudio):`);
+    L.push('');
+    L.push('| path | p50 ms | p99 ms | lost / dup frames | ours p99 - norewinds null sink p99 |');
+    L.push('|---|---:|---:|---:|---:|');
+    for (const [id, p] of Object.entries(pa.latency.paths)) {
+      const c = pa.latency.comparisons.find((x) => x.ours === id);
+      L.push(`| ${PA_PATH_LABELS[id] ?? id} | ${f(p.p50Ms)} | ${f(p.p99Ms)} | ${p.lostFrames} / ${p.duplicatedFrames} | ${c ? `${f(c.excessP99Ms)} ms` : '-'} |`);
+    }
+    L.push('');
+    L.push('| loops | ours CPU % | per loop | null sink + parec CPU % | per loop | ratio | pulseaudio CPU % ours / peer | ours RSS MiB |');
+    L.push('|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const c of pa.cpu.configs)
+      L.push(`| ${c.loops} | ${f(c.ours.cpuPct, 2)} | ${f(c.ours.cpuPctPerLoop, 2)} | ${f(c.peer.cpuPct, 2)} | ${f(c.peer.cpuPctPerLoop, 2)} | ${f(c.ratioCpu, 2)} | ` +
+        `${f(c.ours.pipewireCpuPct)} / ${f(c.peer.pipewireCpuPct)} | ${f(c.ours.rssKiB / 1024)} |`);
+    L.push('');
+  }
   L.push('**DSP throughput** (one JS thread, 48 kHz stereo):');
   L.push('');
   L.push('| operation | x realtime |');
@@ -184,6 +214,15 @@ export function renderTable(r: BenchResults): string {
   L.push(`exactness ${e.durationS} s: c->s ${e.c2s.framesIn} in, ${e.c2s.framesOut} out, ${e.c2s.lostFrames} lost, ${e.c2s.duplicatedFrames} dup; ` +
     `s->c ${e.s2c.framesIn} in, ${e.s2c.framesOut} out, ${e.s2c.lostFrames} lost, ${e.s2c.duplicatedFrames} dup`);
   L.push('');
+  if (r.pulseaudio) {
+    const pa = r.pulseaudio;
+    L.push(`${pa.server}:`);
+    for (const [id, p] of Object.entries(pa.latency.paths))
+      L.push(`${pad(PA_PATH_LABELS[id] ?? id, 56)}${lpad(f(p.p50Ms), 9)}${lpad(f(p.p99Ms), 9)}${lpad(String(p.lostFrames), 7)}`);
+    for (const c of pa.cpu.configs)
+      L.push(`${pad(String(c.loops), 7)}${lpad(f(c.ours.cpuPct, 2), 9)}${lpad(f(c.peer.cpuPct, 2), 9)}${lpad(f(c.ratioCpu, 2), 8)}  (CPU %: ours = daemon + pulseaudio, peer = parec + pulseaudio)`);
+    L.push('');
+  }
   for (const d of r.dsp) L.push(`${pad(d.name, 42)}${lpad(f(d.xRealtime, 0), 10)} x realtime`);
   L.push('');
   const t = r.targets;

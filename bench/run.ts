@@ -35,6 +35,7 @@ import {
 import { killAllSync, rssKiB, runSync, sleep, spawnChild, stopAll, stopChild, waitFor } from './proc';
 import { renderMarkdown, renderTable, updateReadme, type BenchResults } from './report';
 import { renderPng } from './png';
+import { measurePulseAudio, type PulseAudioResults } from './pulseaudio';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const HELP = `usage: npm run bench -- [options]
@@ -280,7 +281,22 @@ async function main(o: Options): Promise<void> {
     const dsp = await measureDsp(o.quick ? 0.25 : 5, o.quick ? 0.05 : 1);
 
     await stopChild(daemon);
-    const results: BenchResults = { ...buildResults(o, m, lat, cpu, daemonRssIdle, { c2s, s2c, xruns }, dsp, (Date.now() - t0) / 1000), requestedLatency };
+
+    // (e) the PulseAudio column: the same loop on a real PulseAudio against its own null sink
+    // (BENCH_NO_PULSEAUDIO=1, or no pulseaudio installed, skips it)
+    let pulseaudio: PulseAudioResults | undefined;
+    if (process.env.BENCH_NO_PULSEAUDIO !== '1' && hasPulseAudio()) {
+      server.stop(); // the PipeWire part is done
+      server = null;
+      pulseaudio = await measurePulseAudio(path.join(rt, 'pulseaudio'), path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), o, log);
+    } else {
+      log('PulseAudio column skipped');
+    }
+    const results: BenchResults = {
+      ...buildResults(o, m, lat, cpu, daemonRssIdle, { c2s, s2c, xruns }, dsp, (Date.now() - t0) / 1000),
+      requestedLatency,
+      ...(pulseaudio ? { pulseaudio } : {}),
+    };
     fs.mkdirSync(o.outDir, { recursive: true });
     const md = renderMarkdown(results);
     writeAtomic(path.join(o.outDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
@@ -298,6 +314,15 @@ async function main(o: Options): Promise<void> {
     fs.rmSync(rt, { recursive: true, force: true });
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+function hasPulseAudio(): boolean {
+  try {
+    runSync('pulseaudio', ['--version']);
+    return true;
+  } catch {
+    return false;
   }
 }
 

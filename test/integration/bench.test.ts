@@ -114,6 +114,25 @@ describe('bench (npm run bench -- --quick)', function () {
     }
     assert.equal(res.targets.exactness.lost, res.exactness.c2s.lostFrames + res.exactness.s2c.lostFrames);
 
+    // (e) the PulseAudio column: our loop on a real PulseAudio against its own null sink + parec
+    const pa = res.pulseaudio;
+    assert.ok(pa, 'a PulseAudio column');
+    assert.match(pa.server, /^PulseAudio \d+\.\d+/);
+    assert.deepEqual(Object.keys(pa.latency.paths).sort(), ['nullsink', 'nullsink_norewinds', 'ours_c2s', 'ours_s2c']);
+    for (const [id, p] of Object.entries(pa.latency.paths)) {
+      assert.ok(p.samples > 100, `PulseAudio ${id}: ${p.samples} latency samples`);
+      assert.ok(p.framesReceived > p.framesWritten / 2, `PulseAudio ${id}: ${p.framesReceived} of ${p.framesWritten} frames arrived`);
+      assert.ok(p.p50Ms > 0 && p.p50Ms <= p.p99Ms && p.p99Ms < 2000, `PulseAudio ${id}: p50 ${p.p50Ms} p99 ${p.p99Ms}`);
+    }
+    assert.deepEqual(pa.cpu.configs.map((c) => c.loops), [1, 4, 16]);
+    for (const c of pa.cpu.configs) {
+      for (const side of [c.ours, c.peer]) {
+        assert.ok(finite(side.cpuPct, 'PulseAudio cpu') >= 0 && side.pipewireCpuPct >= 0, `PulseAudio cpu: ${JSON.stringify(side)}`);
+        assert.ok(side.cpuPct >= side.pipewireCpuPct, 'the sound server is part of the total');
+      }
+    }
+    assert.match(fs.readFileSync(path.join(out, 'latest.md'), 'utf8'), /\*\*PulseAudio\*\* \(PulseAudio \d/);
+
     // (d) DSP: every conversion and both resampling directions, faster than real time
     const names = res.dsp.map((d) => d.name);
     for (const n of ['convert s16le -> f32le', 'convert f32le -> s16le', 'convert s24le -> f32le', 'convert u8 -> f32le', 'resample 44100 -> 48000', 'resample 48000 -> 44100'])
