@@ -359,20 +359,25 @@ int al_cable_plug(struct al_cable *c, int fd, const uint8_t *rest, uint32_t rest
 		return res;
 	}
 	uint8_t *copy = NULL;
-	if (!c->is_sink && rest_len > 0) {
-		copy = malloc(rest_len);
+	uint32_t hold_bytes = RING_MIN(hold ? hold : c->ring.size, c->ring.size), cap = 0;
+	if (!c->is_sink) {
+		/* the bytes after the OPEN line, and room for the read-ahead before start() */
+		cap = rest_len + hold_bytes;
+		copy = malloc(cap);
 		if (copy == NULL) {
 			close(dup);
 			return -ENOMEM;
 		}
-		memcpy(copy, rest, rest_len);
+		if (rest_len > 0)
+			memcpy(copy, rest, rest_len);
 	}
 	pthread_mutex_lock(&h->io_lock);
 	c->fd = dup;
 	c->pending = copy;
 	c->pending_len = copy ? rest_len : 0;
 	c->pending_off = 0;
-	c->hold = RING_MIN(hold ? hold : c->ring.size, c->ring.size);
+	c->pending_cap = cap;
+	c->hold = hold_bytes;
 	c->meter_pos = c->is_sink ? atomic_load(&c->ring.rd) : atomic_load(&c->ring.wr);
 	c->ep_events = 0;
 	atomic_store(&c->gate, 0);
@@ -459,7 +464,7 @@ void al_cable_close_fd(struct al_cable *c)
 	}
 	free(c->pending);
 	c->pending = NULL;
-	c->pending_len = c->pending_off = 0;
+	c->pending_len = c->pending_off = c->pending_cap = 0;
 	pthread_mutex_unlock(&h->io_lock);
 }
 
@@ -595,14 +600,49 @@ static void capture_out(struct al_cable *c)
 	}
 }
 
-/* playback: how much may be read from the fd now */
+/* playback: how much may be read from the fd into the ring now */
 static uint32_t playback_room(struct al_cable *c)
 {
-	uint32_t fill = ring_fill(&c->ring);
-	uint32_t space = c->ring.size - fill;
-	if (!atomic_load(&c->gate))
-		space = fill >= c->hold ? 0 : RING_MIN(space, c->hold - fill);
-	return space;
+	return c->ring.size - ring_fill(&c->ring);
+}
+
+/* playback: a read that returned n <= 0; true: try again (EINTR) */
+static bool playback_read_end(struct al_cable *c, ssize_t n)
+{
+	if (n < 0 && errno == EINTR)
+		return true;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return false;
+	if (n == 0 || errno == ECONNRESET) {
+		/* EOF; or the server went away without reading our lines: like EOF */
+		c->eof_seen = true;
+		atomic_store_explicit(&c->eof, 1, memory_order_release);
+		post(c, AL_CABLE_EOF, 0);
+		return false;
+	}
+	fail(c, errno);
+	return false;
+}
+
+/* playback before start(): nothing enters the ring (the server is held at
+ * its socket); read ahead at most `hold` into pending, only to see an EOF */
+static void playback_hold(struct al_cable *c)
+{
+	while (!c->eof_seen && !c->failed) {
+		uint32_t have = c->pending_len - c->pending_off;
+		if (have >= c->hold || c->pending_len >= c->pending_cap) {
+			c->in_paused = true; /* start() kicks us */
+			return;
+		}
+		uint32_t want = RING_MIN(c->hold - have, c->pending_cap - c->pending_len);
+		ssize_t n = read(c->fd, c->pending + c->pending_len, want);
+		if (n > 0) {
+			c->pending_len += (uint32_t)n;
+			continue;
+		}
+		if (!playback_read_end(c, n))
+			return;
+	}
 }
 
 static void playback_commit(struct al_cable *c, uint32_t n)
@@ -620,6 +660,10 @@ static void playback_commit(struct al_cable *c, uint32_t n)
 static void playback_in(struct al_cable *c)
 {
 	c->in_paused = false;
+	if (!atomic_load(&c->gate)) {
+		playback_hold(c);
+		return;
+	}
 	while (c->pending_off < c->pending_len) {
 		uint32_t room = playback_room(c);
 		if (room == 0)
@@ -643,25 +687,8 @@ static void playback_in(struct al_cable *c)
 			playback_commit(c, (uint32_t)n);
 			continue;
 		}
-		if (n == 0) {
-			c->eof_seen = true;
-			atomic_store_explicit(&c->eof, 1, memory_order_release);
-			post(c, AL_CABLE_EOF, 0);
+		if (!playback_read_end(c, n))
 			return;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return;
-		if (errno == ECONNRESET) {
-			/* the server went away without reading our lines: like EOF */
-			c->eof_seen = true;
-			atomic_store_explicit(&c->eof, 1, memory_order_release);
-			post(c, AL_CABLE_EOF, 0);
-			return;
-		}
-		fail(c, errno);
-		return;
 	}
 	return;
 full:
@@ -688,10 +715,10 @@ static void service(struct al_cable *c, uint32_t revents)
 	} else {
 		if (!c->out_blocked)
 			flush_ctl(c);
-		if (!c->eof_seen)
+		if (!c->eof_seen || c->pending_off < c->pending_len)
 			playback_in(c);
-		if (c->eof_seen && !c->drained_sent &&
-		    (atomic_load(&c->drained) || ring_fill(&c->ring) < c->stride) && atomic_load(&c->gate)) {
+		if (c->eof_seen && !c->drained_sent && c->pending_off >= c->pending_len &&
+		    ring_fill(&c->ring) < c->stride && atomic_load(&c->gate)) {
 			c->drained_sent = true;
 			post(c, AL_CABLE_DRAINED, 0);
 		}

@@ -87,11 +87,11 @@ struct al_cable {
 	struct al_list io_link;      /* in host->io_cables while fd >= 0 */
 	int fd;
 	uint32_t ep_events;          /* the epoll mask registered, 0 = not registered */
-	uint8_t *pending;            /* playback: bytes that came after the OPEN line */
-	uint32_t pending_len, pending_off;
+	uint8_t *pending;            /* playback: bytes after the OPEN line, and the read-ahead before start() (not in the ring) */
+	uint32_t pending_len, pending_off, pending_cap;
 	char ctl[AL_CTL_BYTES];      /* protocol lines to send, in order, before more PCM */
 	uint32_t ctl_len, ctl_off;
-	uint32_t hold;               /* playback before the gate opens: read ahead at most this */
+	uint32_t hold;               /* playback before the gate opens: read ahead (into pending) at most this */
 	bool finishing, drain, finished, failed, eof_seen, first_sent, drained_sent;
 	bool out_blocked, in_paused;
 	uint64_t fd_bytes;           /* PCM bytes moved over the fd */

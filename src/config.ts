@@ -56,7 +56,11 @@ export interface AudioloopConfig {
   logFormat: LogFormat;
   /** the sound-server backend; undefined: auto (PipeWire where it runs, else a real PulseAudio, else embedded PipeWire) */
   backend?: BackendChoice;
+  /** who moves the PCM between a server's socket and its loop: native (no JS) or js; undefined: the default (src/loop.ts DEFAULT_DATA_PLANE) */
+  dataPlane?: DataPlaneChoice;
 }
+
+export type DataPlaneChoice = 'native' | 'js';
 
 export type BackendChoice = 'auto' | 'pipewire' | 'pulseaudio';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'pipewire', 'pulseaudio'];
@@ -124,6 +128,7 @@ const KEYS = {
   log_level: { field: 'logLevel', schema: z.enum(['error', 'warn', 'info', 'debug']), allowed: LOG_LEVELS.join(', ') },
   log_format: { field: 'logFormat', schema: z.enum(['text', 'json']), allowed: LOG_FORMATS.join(', ') },
   backend: { field: 'backend', schema: z.enum(['auto', 'pipewire', 'pulseaudio']), allowed: BACKEND_CHOICES.join(', ') },
+  data_plane: { field: 'dataPlane', schema: z.enum(['native', 'js']), allowed: 'native, js' },
 } satisfies KeyTable;
 
 /** The keys the config file accepts, in documentation order. */

@@ -6,10 +6,10 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { EventEmitter } from 'node:events';
-import type { Backend } from './backend/types';
+import type { Backend, CableFactory } from './backend/types';
 import type { AudioloopConfig } from './config';
 import { errnoOf, makeError } from './errors';
-import { Loop, type LoopStatus } from './loop';
+import { DEFAULT_DATA_PLANE, Loop, type LoopStatus } from './loop';
 import { silentLogger, type Logger } from './log';
 import { parseMetricsLine } from './bridge/metrics';
 import { controlSocketPath, formatErr, LineReader, loopSocketPath, parseOpen, ProtocolError, PROTOCOL_VERSION, type OpenRequest } from './protocol';
@@ -25,6 +25,8 @@ export interface DaemonOptions {
   handshakeTimeoutMs?: number;
   /** reads the config again for reload() (SIGHUP); throws ConfigError on a bad file */
   reloadConfig?: () => AudioloopConfig;
+  /** cables for a server that opens before the sound server was ever connected (the native data plane; default: the backend's) */
+  cables?: CableFactory;
 }
 
 export interface DaemonStatus {
@@ -64,6 +66,8 @@ export class Daemon extends EventEmitter {
   private config: AudioloopConfig;
   private readonly conns = new Set<net.Socket>();
   private backend: Backend | null = null;
+  /** the last backend, after it was lost: its cables need no connection */
+  private lastBackend: Backend | null = null;
   private readonly log: Logger;
   private stopping = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -98,7 +102,13 @@ export class Daemon extends EventEmitter {
     if (loop) {
       this.retiring.delete(i); // removed, still active, and now back: keep it
     } else {
-      loop = new Loop(i, () => this.currentBackend(), { bufferMs: this.config.bufferMs, clientGraceMs: this.config.clientGraceMs, log: this.log });
+      loop = new Loop(i, () => this.currentBackend(), {
+        bufferMs: this.config.bufferMs,
+        clientGraceMs: this.config.clientGraceMs,
+        ...(this.config.dataPlane ? { dataPlane: this.config.dataPlane } : {}),
+        cables: () => this.backend ?? this.lastBackend ?? this.opts.cables ?? null,
+        log: this.log,
+      });
       this.loops.set(i, loop);
       loop.on('state', (st: string) => {
         if (st === 'idle' && this.retiring.delete(i)) {
@@ -146,7 +156,9 @@ export class Daemon extends EventEmitter {
       res.ignored.push('socket_dir');
     }
     this.log.configure({ level: config.logLevel, format: config.logFormat });
-    for (const loop of this.loops.values()) loop.configure({ bufferMs: config.bufferMs, clientGraceMs: config.clientGraceMs });
+    for (const loop of this.loops.values()) {
+      loop.configure({ bufferMs: config.bufferMs, clientGraceMs: config.clientGraceMs, dataPlane: config.dataPlane ?? DEFAULT_DATA_PLANE });
+    }
     const old = this.config.audioloopInstances;
     this.config = { ...config, socketDir: this.config.socketDir };
     for (let i = old; i < config.audioloopInstances; i++) {
@@ -164,6 +176,7 @@ export class Daemon extends EventEmitter {
 
   private connectBackend(): Backend {
     const b = this.opts.connect();
+    this.lastBackend = b;
     b.on('disconnected', (err: Error) => {
       this.log.error(`sound server lost: ${err.message}`);
       if (this.backend === b) this.backend = null;

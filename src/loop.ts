@@ -42,9 +42,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { Backend, ClientInfo, Endpoint, EndpointOptions } from './backend/types';
+import type { Backend, Cable, CableFactory, ClientInfo, Endpoint, EndpointOptions } from './backend/types';
 import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
-import { formatOk, formatStart, formatTimeout, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
+import { formatOk, formatReset, formatStart, formatTimeout, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
 import { PeakMeter } from './dsp/level';
 import { grantedLatency, ringFor, type LatencyStatus } from './latency';
@@ -64,9 +64,23 @@ export function isLegalTransition(from: LoopState, to: LoopState): boolean {
   return LOOP_TRANSITIONS[from].includes(to);
 }
 
+/**
+ * Who moves the PCM between the server's socket and the ring: `native` (the
+ * cable serves the socket itself, src/backend/types.ts Cable: PCM never
+ * enters JS) or `js` (the loop reads and writes the socket; the old way,
+ * kept as a fallback: config key data_plane).
+ */
+export type DataPlane = 'native' | 'js';
+export const DATA_PLANES: readonly DataPlane[] = ['native', 'js'];
+export const DEFAULT_DATA_PLANE: DataPlane = 'js';
+
 export interface LoopOptions {
   /** ring length per loop in milliseconds */
   bufferMs: number;
+  /** config data_plane (default DEFAULT_DATA_PLANE); takes effect at the next open */
+  dataPlane?: DataPlane;
+  /** makes the cables of the native data plane (default: the backend's; none: the JS data plane) */
+  cables?: () => CableFactory | null;
   /** a session ends once no client was linked for this long (config client_grace_ms; default 1000) */
   clientGraceMs?: number;
   log?: Logger;
@@ -113,6 +127,10 @@ export interface SessionStatus {
 interface Session {
   socket: Socket;
   req: OpenRequest;
+  /** the native data plane: the cable serves the socket (then `socket` is spent), null: the loop moves the PCM */
+  cable: Cable | null;
+  /** cable.finish() was asked for */
+  finishing: boolean;
   /** the node; null while the sound server is away (waiting only) */
   ep: Endpoint | null;
   epOptions: EndpointOptions;
@@ -146,6 +164,8 @@ interface Session {
 }
 
 const READ_CHUNK = 1 << 14;
+/** how long closing waits for a finishing cable's last line (a server that does not read) */
+const CABLE_FINISH_MS = 2000;
 /** the most of a recording client's own buffer the play-out waits for (a client asking for more loses the rest) */
 const MAX_CLIENT_BUFFER_S = 10;
 /**
@@ -169,10 +189,22 @@ export class Loop extends EventEmitter {
     this.log = (opts.log ?? silentLogger).child(this.node);
   }
 
-  /** A reloaded config: buffer_ms takes effect at the next open, client_grace_ms at the next grace period. */
-  configure(o: { bufferMs: number; clientGraceMs?: number }): void {
+  /** A reloaded config: buffer_ms and data_plane take effect at the next open, client_grace_ms at the next grace period. */
+  configure(o: { bufferMs: number; clientGraceMs?: number; dataPlane?: DataPlane }): void {
     this.opts.bufferMs = o.bufferMs;
     if (o.clientGraceMs !== undefined) this.opts.clientGraceMs = o.clientGraceMs;
+    if (o.dataPlane !== undefined) this.opts.dataPlane = o.dataPlane;
+  }
+
+  /** the cable factory of the native data plane, or null (the JS one) */
+  private cableFactory(): CableFactory | null {
+    if ((this.opts.dataPlane ?? DEFAULT_DATA_PLANE) !== 'native') return null;
+    if (this.opts.cables) return this.opts.cables();
+    try {
+      return this.backend();
+    } catch {
+      return null;
+    }
   }
 
   private get graceMs(): number {
@@ -229,9 +261,20 @@ export class Loop extends EventEmitter {
       ...(latencyFrames !== undefined ? { latencyFrames } : {}),
     };
     let ep: Endpoint | null = null;
+    let cable: Cable | null = null;
+    const factory = this.cableFactory();
+    if (factory) {
+      try {
+        cable = factory.createCable({ direction: epOptions.direction, ...fmt, ringBytes, wakeBytes: epOptions.wakeBytes });
+      } catch (e) {
+        const err = e as { code?: string; message?: string };
+        throw new ProtocolError(err.code === 'EINVAL' ? 'EINVAL' : 'ENOMEM', `${this.node}: cannot create the cable: ${err.message ?? String(e)}`);
+      }
+    }
     try {
-      ep = this.backend().createEndpoint(epOptions);
+      ep = this.backend().createEndpoint(epOptions, cable ?? undefined);
     } catch (e) {
+      if (cable && (e as { code?: string }).code !== 'ENODEV' && (e as { code?: string }).code !== 'EPIPE') cable.close();
       const err = e as { code?: string; message?: string };
       if (err.code === 'EINVAL') throw new ProtocolError('EINVAL', `${this.node}: cannot create the node: ${err.message ?? String(e)}`);
       if (err.code !== 'ENODEV' && err.code !== 'EPIPE') {
@@ -240,15 +283,31 @@ export class Loop extends EventEmitter {
       // the sound server is away: accept the server; restore() creates the node later
       this.log.warn(`the sound server is not connected; ${this.node} appears when it returns`);
     }
+    if (cable) {
+      try {
+        cable.plug(socket, rest, HOLD_BYTES);
+      } catch (e) {
+        cable.close();
+        ep?.destroy();
+        throw new ProtocolError('EPIPE', `${this.node}: the server went away during the handshake: ${(e as Error).message}`);
+      }
+    }
     const s: Session = {
-      socket, req, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
+      socket, req, cable, finishing: false, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
       meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, streams: 0, seen: new Set(), logged: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
       waitTimer: null, timeouts: 0,
     };
     this.s = s;
-    socket.write(formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }));
+    const ok = formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame });
+    if (cable) cable.line(ok);
+    else socket.write(ok);
     this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz${req.waitMs ? ` wait=${req.waitMs}` : ''}`);
     if (req.waitMs !== undefined) this.armWait(s, req.waitMs);
+    if (cable) {
+      this.bindCable(s, cable);
+      if (ep) this.bindEndpoint(s, ep);
+      return;
+    }
 
     socket.on('error', (err) => this.log.debug(`server socket error: ${err.message}`));
     socket.on('close', () => this.onServerClosed(s));
@@ -288,12 +347,40 @@ export class Loop extends EventEmitter {
   private armWait(s: Session, ms: number): void {
     s.waitTimer = setTimeout(() => {
       s.waitTimer = null;
-      if (this.s !== s || this._state !== 'waiting' || s.socket.destroyed || s.socket.writableEnded) return;
+      if (this.s !== s || this._state !== 'waiting') return;
+      if (s.cable ? s.finishing : s.socket.destroyed || s.socket.writableEnded) return;
       s.timeouts++;
       this.log.info(`no client started within ${ms} ms (wait=${ms}): TIMEOUT ${s.timeouts} to the server`);
-      s.socket.write(formatTimeout(ms));
+      try {
+        if (s.cable) s.cable.line(formatTimeout(ms));
+        else s.socket.write(formatTimeout(ms));
+      } catch (e) {
+        this.log.debug(`TIMEOUT not sent: ${(e as Error).message}`);
+        return;
+      }
       this.armWait(s, ms);
     }, ms);
+  }
+
+  /** The native data plane: the cable's events drive the session. */
+  private bindCable(s: Session, cable: Cable): void {
+    cable.on('first', () => this.s === s && this.log.debug('first PCM crossed the server socket'));
+    cable.on('eof', () => {
+      if (this.s !== s) return;
+      if (s.req.mode === 'write') this.onServerEnd(s);
+      else void this.close(s, 'the server closed');
+    });
+    // informational: the play-out (playOut) counts from the EOF, when every byte the server sent is in the ring
+    cable.on('drained', () => this.s === s && this.log.debug('play-out: the ring ran empty'));
+    cable.on('finished', () => {
+      if (this.s !== s || this._state !== 'draining' || s.req.mode !== 'read') return;
+      // read mode: everything in flight delivered, then EOF (the server's ECONNRESET)
+      void this.close(s, 'delivered everything to the server');
+    });
+    cable.on('error', (err: Error) => {
+      this.log.debug(`server socket error: ${err.message}`);
+      if (this.s === s) this.onServerClosed(s);
+    });
   }
 
   /** Makes `ep` the session's node and follows its events. */
@@ -323,7 +410,7 @@ export class Loop extends EventEmitter {
     const s = this.s;
     if (!s || this._state !== 'waiting' || (s.ep && !s.ep.destroyed)) return false;
     try {
-      const ep = this.backend().createEndpoint(s.epOptions);
+      const ep = this.backend().createEndpoint(s.epOptions, s.cable ?? undefined);
       this.bindEndpoint(s, ep);
       this.log.info(`node recreated on the sound server (id ${ep.stats().nodeId})`);
       return true;
@@ -349,7 +436,9 @@ export class Loop extends EventEmitter {
     s.waitTimer = null;
     const clients = s.ep?.clients() ?? [];
     const c = clients[0];
-    s.socket.write(formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null }));
+    const start = formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null });
+    if (s.cable) s.cable.start(start);
+    else s.socket.write(start);
     this.setState('running', `client ${c?.appName ?? c?.name ?? '?'} started`);
     this.onLinksChanged(s);
     if (s.req.mode === 'read') this.pump(s);
@@ -366,8 +455,11 @@ export class Loop extends EventEmitter {
           (s.req.mode === 'read' ? 'the server reads nothing until one resumes' : 'the server is held until one resumes'),
       );
     }
-    // a sink may still hold data captured before the pause
-    if (s.req.mode === 'read') this.pump(s);
+    // a sink may still hold data captured before the pause (below the cable's wake-up size too)
+    if (s.req.mode === 'read') {
+      if (s.cable) s.cable.kick();
+      else this.pump(s);
+    }
     this.onLinksChanged(s);
   }
 
@@ -435,12 +527,27 @@ export class Loop extends EventEmitter {
     if (s.req.mode === 'read') {
       // deliver what was captured (also what a failed sound server left in the ring)
       this.setState('draining', why);
-      this.pump(s);
+      if (s.cable) this.finishCable(s, null, true);
+      else this.pump(s);
       return;
     }
     // write mode: what was not played (ring, pending, a client's unfilled buffer) is not delivered
-    if (!s.socket.destroyed && !s.socket.writableEnded) s.socket.end('RESET\n');
+    if (s.cable) this.finishCable(s, formatReset(), false);
+    else if (!s.socket.destroyed && !s.socket.writableEnded) s.socket.end(formatReset());
     void this.close(s, why);
+  }
+
+  /** cable.finish() once; a cable whose socket failed has nothing to finish */
+  private finishCable(s: Session, line: string | null, drain: boolean): void {
+    const cable = s.cable;
+    if (!cable || s.finishing) return;
+    s.finishing = true;
+    try {
+      cable.finish(line, drain);
+    } catch (e) {
+      this.log.debug(`finishing the server socket: ${(e as Error).message}`);
+      if (drain && this.s === s) void this.close(s, 'the server socket is gone');
+    }
   }
 
   /** write mode: the server finished writing (EOF on its socket). */
@@ -449,7 +556,8 @@ export class Loop extends EventEmitter {
     s.serverEnded = true;
     if (s.req.mode === 'write' && this._state === 'running') {
       this.setState('draining', 'the server finished writing');
-      this.feed(s);
+      if (s.cable) this.playOut(s);
+      else this.feed(s);
     } else if (this._state === 'waiting' || this._state === 'running') {
       void this.close(s, 'the server closed its end');
     }
@@ -461,10 +569,10 @@ export class Loop extends EventEmitter {
     void this.close(s, 'the server closed');
   }
 
-  /** read mode: ring -> socket, as far as the socket takes it */
+  /** read mode: ring -> socket, as far as the socket takes it (the JS data plane) */
   private pump(s: Session): void {
     const ep = s.ep;
-    if (this.s !== s || s.req.mode !== 'read' || !ep) return;
+    if (this.s !== s || s.req.mode !== 'read' || !ep || s.cable) return;
     if (this._state !== 'running' && this._state !== 'draining') return;
     while (!s.socket.destroyed && s.socket.writable) {
       if (s.socket.writableNeedDrain) {
@@ -492,11 +600,16 @@ export class Loop extends EventEmitter {
     }
   }
 
-  /** write mode: pending server data -> ring; the socket is paused while the ring is full */
+  /** write mode: pending server data -> ring; the socket is paused while the ring is full (the JS data plane) */
   private feed(s: Session): void {
     const ep = s.ep;
     if (this.s !== s || s.req.mode !== 'write' || !ep || ep.destroyed) return;
     if (this._state !== 'running' && this._state !== 'draining') return;
+    if (s.cable) {
+      // the cable moves the data; a wake-up here is the play-out's (Endpoint.wakeAfter)
+      if (this._state === 'draining') this.playOut(s);
+      return;
+    }
     while (s.pending.length >= s.frame) {
       const n = ep.write(s.pending);
       s.bytes += n;
@@ -529,6 +642,7 @@ export class Loop extends EventEmitter {
     const ep = s.ep;
     if (this.s !== s || !ep || ep.destroyed || this._state !== 'draining') return;
     const st = ep.stats();
+    if (s.cable) st.fill = s.cable.stats().fill;
     const margin = 2 * Math.max(st.quantum, 1024);
     if (s.drainAt === null) {
       let clientS = 0;
@@ -582,12 +696,41 @@ export class Loop extends EventEmitter {
     }
     ep?.destroy();
     ep?.removeAllListeners();
-    if (!s.socket.destroyed) {
+    if (s.cable) {
+      await this.closeCable(s, s.cable);
+    } else if (!s.socket.destroyed) {
       if (s.socket.writableEnded) s.socket.destroySoon();
       else s.socket.destroy();
     }
     this.s = null;
     this.setState('idle', 'closed');
+  }
+
+  /**
+   * Closes the server's socket; a finish asked for (RESET, or a read
+   * server's EOF after the ring) goes out first: 'finished' is awaited,
+   * bounded by CABLE_FINISH_MS (a server that does not read).
+   */
+  private async closeCable(s: Session, cable: Cable): Promise<void> {
+    const st = cable.stats();
+    if (s.finishing && st.open && !st.finished && !st.failed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(t);
+          cable.off('finished', done);
+          cable.off('error', done);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          this.log.warn(`the server did not take the last ${cable.stats().queued} bytes within ${CABLE_FINISH_MS} ms; closing`);
+          done();
+        }, CABLE_FINISH_MS);
+        cable.on('finished', done);
+        cable.on('error', done);
+      });
+    }
+    cable.close();
+    cable.removeAllListeners();
   }
 
   /** Closes whatever is open (daemon shutdown); resolves when idle. */
@@ -598,13 +741,17 @@ export class Loop extends EventEmitter {
       await new Promise<void>((r) => this.once('state', (st: LoopState) => st === 'idle' && r()));
       return;
     }
-    if (s.req.mode === 'write' && !s.socket.destroyed) s.socket.end('RESET\n');
+    if (s.req.mode === 'write') {
+      if (s.cable) this.finishCable(s, formatReset(), false);
+      else if (!s.socket.destroyed) s.socket.end(formatReset());
+    }
     await this.close(s, 'the daemon is stopping');
   }
 
   status(): LoopStatus {
     const s = this.s;
     const st = s?.ep?.stats();
+    const cs = s?.cable?.stats();
     const linked = s?.ep && !s.ep.destroyed ? s.ep.clients() : [];
     // the graph mirror may be ahead of the 'clients' event: count what is linked now too
     if (s) this.countStreams(s, linked);
@@ -627,13 +774,13 @@ export class Loop extends EventEmitter {
               graceUntil: s.graceSince ? new Date(s.graceSince.getTime() + this.graceMs).toISOString() : null,
             }
           : null,
-      bytes: s?.bytes ?? 0,
+      bytes: cs ? cs.bytes : s?.bytes ?? 0,
       xruns: st?.xruns ?? 0,
       xrunBytes: st?.xrunBytes ?? 0,
-      levels: s ? s.meter.levelsDb() : null,
-      fill: st?.fill ?? 0,
+      levels: cs ? cs.levels : s ? s.meter.levelsDb() : null,
+      fill: (cs && st?.size ? cs.fill : st?.fill) ?? 0,
       size: st?.size ?? 0,
-      queued: s ? (s.req.mode === 'write' ? s.pending.length : s.socket.writableLength) : 0,
+      queued: cs ? cs.queued : s ? (s.req.mode === 'write' ? s.pending.length : s.socket.writableLength) : 0,
       nodeId: st?.nodeId ?? -1,
       latency: s ? grantedLatency(s.req, st?.quantum ?? 0) : null,
     };

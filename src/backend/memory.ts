@@ -27,10 +27,12 @@
  *  - `backend.lose()` simulates the sound server going away.
  */
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { convert, fromFloat32, toFloat32 } from '../dsp/convert';
+import { PeakMeter } from '../dsp/level';
 import { makeError } from '../errors';
 import { FORMAT_INFO, frameBytes, validateFormat, type SampleFormat } from '../format';
-import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
+import type { Backend, Cable, CableOptions, CableStats, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
 
 /** The graph clock shared by every endpoint of a backend. */
 export class MemoryClock {
@@ -105,10 +107,16 @@ export class MemoryBackend extends EventEmitter implements Backend {
     return !this.closed && !this.lost;
   }
 
-  createEndpoint(opts: EndpointOptions): MemoryEndpoint {
+  /** works after lose() and close() too, like the native one */
+  createCable(opts: CableOptions): MemoryCable {
+    return new MemoryCable(opts);
+  }
+
+  createEndpoint(opts: EndpointOptions, cable?: Cable): MemoryEndpoint {
     if (this.closed) throw makeError('EBADF', 'createEndpoint', 'the memory backend is closed');
     if (this.lost) throw makeError('EPIPE', 'createEndpoint', 'the (memory) sound server went away');
-    const ep = new MemoryEndpoint(this, opts);
+    if (cable !== undefined && !(cable instanceof MemoryCable)) throw makeError('EINVAL', 'createEndpoint', 'a cable of another backend');
+    const ep = new MemoryEndpoint(this, opts, cable);
     this.live.add(ep);
     this.created.push(ep);
     this.clock.attach(ep);
@@ -150,7 +158,7 @@ export class MemoryBackend extends EventEmitter implements Backend {
 }
 
 /** A byte FIFO of fixed capacity. */
-class Ring {
+export class Ring {
   private buf: Buffer;
   private head = 0; // read position
   fill = 0;
@@ -188,6 +196,301 @@ class Ring {
     }
     this.fill -= n;
     return n;
+  }
+}
+
+/** bytes the memory cable hands the socket per write */
+const CABLE_CHUNK = 1 << 14;
+
+/**
+ * The Cable contract in plain TypeScript, with the native cable's
+ * observable behaviour (native/cable.c): a plugged socket served by a small
+ * pump of its own (the loop never touches the PCM), protocol lines in order
+ * with it, backpressure both ways (a sink writes while the socket takes it;
+ * a source pauses the socket while the ring is full, and before start()
+ * reads ahead at most `hold`), and the same events, asynchronous and in
+ * order. The endpoint bound to it fills or drains its ring.
+ */
+export class MemoryCable extends EventEmitter implements Cable {
+  readonly options: Readonly<CableOptions>;
+  /** @internal the ring the bound endpoint's node fills (sink) or drains (source) */
+  readonly ring: Ring;
+  /** @internal */
+  readonly frame: number;
+  /** @internal source: the node may take from the ring (closed from plug() to start(): it plays silence) */
+  gate = true;
+  /** @internal source: data entered the ring since the last underrun */
+  primed = false;
+  private readonly wake: number;
+  private readonly meter: PeakMeter;
+  private sock: Socket | null = null;
+  private started = false;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private hold = 0;
+  /** source: the socket's EOF was seen (pending bytes may still wait for the ring) */
+  private ended = false;
+  private eofPosted = false;
+  private drainedPosted = false;
+  private firstPosted = false;
+  private finishing = false;
+  private drain = false;
+  private ending = false;
+  private finished = false;
+  private failed = false;
+  private closed = false;
+  private waitDrain = false;
+  private bytes = 0;
+  private scheduled = false;
+  private readonly events: (() => void)[] = [];
+  private flushScheduled = false;
+
+  constructor(opts: CableOptions) {
+    super();
+    const bad = validateFormat(opts);
+    if (bad || (opts.direction !== 'sink' && opts.direction !== 'source') || !(opts.ringBytes >= 1024) || opts.ringBytes > 1 << 28) {
+      throw makeError('EINVAL', 'cableCreate', `cannot create the cable: ${bad ?? 'bad direction or ringBytes'}`);
+    }
+    this.options = Object.freeze({ ...opts });
+    let size = 1024;
+    while (size < opts.ringBytes) size *= 2;
+    this.ring = new Ring(size);
+    this.frame = frameBytes(opts);
+    this.wake = opts.wakeBytes ? Math.min(opts.wakeBytes, size) : size / 8;
+    this.meter = new PeakMeter(opts.format, opts.channels);
+  }
+
+  private get isSink(): boolean {
+    return this.options.direction === 'sink';
+  }
+
+  plug(socket: Socket, rest: Buffer, hold: number): void {
+    if (this.closed || this.finished) throw makeError('EBADF', 'plug', 'the cable is closed');
+    if (this.sock) throw makeError('EBUSY', 'plug', 'the cable has a socket already');
+    if (socket.destroyed) throw makeError('EBADF', 'plug', 'the server socket is gone');
+    this.sock = socket;
+    this.gate = false;
+    this.started = false;
+    this.hold = Math.min(hold > 0 ? hold : this.ring.size, this.ring.size);
+    if (!this.isSink && rest.length > 0) {
+      this.pending.push(rest);
+      this.pendingBytes += rest.length;
+    }
+    socket.on('data', (chunk: Buffer) => {
+      if (this.isSink || this.ended) return; // a reading server sends nothing: reading only sees its EOF
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      this.fill();
+    });
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.isSink && err.code === 'ECONNRESET') this.onEnd(); // gone without reading our lines: like EOF
+      else this.fail(err);
+    });
+    socket.on('close', () => this.onEnd());
+    socket.resume();
+    this.schedule();
+  }
+
+  line(text: string): void {
+    this.writable('line');
+    if (text) this.sock!.write(text);
+  }
+
+  start(line: string): void {
+    this.writable('start');
+    if (line) this.sock!.write(line);
+    if (this.isSink) {
+      this.started = true;
+    } else {
+      if (this.ring.fill > 0 || this.pendingBytes > 0) this.primed = true;
+      this.gate = true;
+    }
+    this.schedule();
+  }
+
+  finish(line: string | null, drain: boolean): void {
+    this.writable('finish');
+    if (line) this.sock!.write(line);
+    this.finishing = true;
+    this.drain = drain;
+    this.schedule();
+  }
+
+  kick(): void {
+    this.schedule();
+  }
+
+  stats(): CableStats {
+    return {
+      fill: this.ring.fill,
+      size: this.ring.size,
+      bytes: this.bytes,
+      queued: this.pendingBytes + (this.sock && !this.sock.destroyed ? this.sock.writableLength : 0),
+      open: this.sock !== null && !this.closed,
+      eof: this.eofPosted,
+      finished: this.finished,
+      failed: this.failed,
+      levels: this.meter.levelsDb(),
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.events.length = 0;
+    this.gate = true;
+    if (this.sock && !this.sock.destroyed) this.sock.destroy();
+  }
+
+  /** @internal sink: the node put data into the ring this cycle */
+  onCaptured(dropped: boolean): void {
+    if (this.sock && this.started && (this.ring.fill >= this.wake || dropped)) this.schedule();
+  }
+
+  /** @internal source: the node took from the ring this cycle */
+  onPlayed(): void {
+    if (this.sock) this.schedule();
+  }
+
+  private writable(call: string): void {
+    if (!this.sock || this.closed) throw makeError('EBADF', call, 'no socket plugged');
+    if (this.finishing) throw makeError('EPIPE', call, 'the cable is finishing');
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.service();
+    });
+  }
+
+  private service(): void {
+    if (this.closed || !this.sock || this.failed || this.finished) return;
+    if (this.isSink) {
+      if (this.eofPosted) return; // a reading server that closed: nothing more to do on the socket
+      if (this.started) this.deliver();
+    } else {
+      this.fill();
+    }
+    this.finishIfDone();
+  }
+
+  /** sink: ring -> socket while the socket takes it */
+  private deliver(): void {
+    const sock = this.sock!;
+    while (this.ring.fill > 0 && !sock.destroyed) {
+      if (sock.writableNeedDrain) {
+        if (!this.waitDrain) {
+          this.waitDrain = true;
+          sock.once('drain', () => {
+            this.waitDrain = false;
+            this.schedule();
+          });
+        }
+        return;
+      }
+      const buf = Buffer.allocUnsafe(Math.min(CABLE_CHUNK, this.ring.fill));
+      const n = this.ring.read(buf);
+      this.meter.update(buf.subarray(0, n - (n % this.frame)));
+      this.bytes += n;
+      sock.write(buf.subarray(0, n));
+      this.first();
+    }
+  }
+
+  /**
+   * source: socket bytes -> ring while there is room. Before start() nothing
+   * enters the ring (the server is held at its socket): the socket is read
+   * ahead at most `hold`, only to see an EOF.
+   */
+  private fill(): void {
+    if (this.closed || this.failed || !this.sock) return;
+    while (this.gate && this.pending.length > 0) {
+      const room = this.ring.free;
+      if (room === 0) break;
+      const head = this.pending[0]!;
+      const k = Math.min(room, head.length);
+      const part = head.subarray(0, k);
+      this.ring.write(part);
+      this.meter.update(part.subarray(0, k - (k % this.frame)));
+      if (k === head.length) this.pending.shift();
+      else this.pending[0] = head.subarray(k);
+      this.pendingBytes -= k;
+      this.bytes += k;
+      if (this.gate) {
+        this.primed = true;
+        this.first();
+      }
+    }
+    const sock = this.sock;
+    if (!this.ended && !sock.destroyed) {
+      if (this.gate ? this.pendingBytes > 0 : this.pendingBytes >= this.hold) sock.pause();
+      else sock.resume();
+    }
+    if (this.ended && (this.pendingBytes === 0 || !this.gate) && !this.eofPosted) {
+      this.eofPosted = true;
+      this.post(() => this.emit('eof'));
+    }
+    if (this.eofPosted && !this.drainedPosted && this.gate && this.pendingBytes === 0 && this.ring.fill < this.frame) {
+      this.drainedPosted = true;
+      this.post(() => this.emit('drained'));
+    }
+  }
+
+  private onEnd(): void {
+    if (this.closed || this.failed || this.finished) return;
+    if (this.isSink) {
+      if (this.eofPosted) return;
+      this.eofPosted = true;
+      this.post(() => this.emit('eof'));
+      return;
+    }
+    if (this.ended) return;
+    this.ended = true;
+    this.fill();
+  }
+
+  private finishIfDone(): void {
+    if (!this.finishing || this.ending || this.failed) return;
+    if (this.isSink && this.drain && this.ring.fill > 0) return;
+    this.ending = true;
+    // 'finished' once everything written went to the kernel (the native one: after shutdown(SHUT_WR))
+    this.sock!.end(() => {
+      this.finished = true;
+      this.post(() => this.emit('finished'));
+    });
+  }
+
+  private fail(err: NodeJS.ErrnoException): void {
+    if (this.failed || this.closed) return;
+    this.failed = true;
+    const code = err.code ?? 'EIO';
+    const e = makeError(code, err.syscall ?? 'send', `the server socket failed: ${err.message}`);
+    this.post(() => this.emit('error', e));
+  }
+
+  private first(): void {
+    if (this.firstPosted) return;
+    this.firstPosted = true;
+    this.post(() => this.emit('first'));
+  }
+
+  /** events in order, one batch per macrotask, like the native uv_async */
+  private post(fn: () => void): void {
+    this.events.push(fn);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const q = this.events.splice(0);
+      for (const f of q) {
+        if (this.closed) return;
+        f();
+      }
+    });
   }
 }
 
@@ -236,17 +539,24 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   private wakeAt = 0;
   private queue: (() => void)[] = [];
   private flushScheduled = false;
+  /** the cable whose ring the node fills or drains (its socket served by the cable), or null: read()/write() */
+  private readonly cable: MemoryCable | null;
 
-  constructor(private readonly backend: MemoryBackend, opts: EndpointOptions) {
+  constructor(private readonly backend: MemoryBackend, opts: EndpointOptions, cable?: MemoryCable) {
     super();
     const bad = validateFormat(opts);
     if (bad || (opts.direction !== 'sink' && opts.direction !== 'source') || !opts.name || !(opts.ringBytes >= 1024) || opts.ringBytes > 1 << 28) {
       throw makeError('EINVAL', 'createEndpoint', `cannot create node ${opts.name}: ${bad ?? 'bad direction, name or ringBytes'}`);
     }
+    const co = cable?.options;
+    if (co && (co.direction !== opts.direction || co.format !== opts.format || co.rate !== opts.rate || co.channels !== opts.channels)) {
+      throw makeError('EINVAL', 'createEndpoint', `cannot create node ${opts.name}: the cable has another direction or format`);
+    }
     this.options = Object.freeze({ ...opts });
+    this.cable = cable ?? null;
     let size = 1024;
     while (size < opts.ringBytes) size *= 2;
-    this.ring = new Ring(size);
+    this.ring = cable ? cable.ring : new Ring(size);
     this.frame = frameBytes(opts);
     this.wake = opts.wakeBytes ? Math.min(opts.wakeBytes, size) : size / 8;
   }
@@ -348,7 +658,7 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   /** @internal the sound server went away; a sink keeps what it had captured (see Endpoint.read) */
   fail(err: Error): void {
     if (!this.ring) return;
-    if (this.options.direction === 'sink') {
+    if (this.options.direction === 'sink' && !this.cable) {
       const tail = Buffer.alloc(this.ring.fill);
       this.leftover = tail.subarray(0, this.ring.read(tail));
     }
@@ -378,19 +688,26 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
       }
       this.frames += data.length / this.frame;
       this.quantum = data.length / this.frame;
-      if (ring.fill >= this.wake || dropped) this.wakeUp('readable');
+      if (this.cable) this.cable.onCaptured(dropped);
+      else if (ring.fill >= this.wake || dropped) this.wakeUp('readable');
     } else {
       const out = Buffer.alloc(n, FORMAT_INFO[this.options.format].silence);
-      const done = ring.read(out, n);
-      if (done < n && this.primed) {
-        this.primed = false;
+      const cable = this.cable;
+      // whole frames only (a cable's socket may have put part of one in); a closed gate plays silence
+      const avail = cable && !cable.gate ? 0 : ring.fill - (ring.fill % this.frame);
+      const done = ring.read(out, Math.min(n, avail));
+      const primed = cable ? cable.primed : this.primed;
+      if (done < n && primed) {
+        if (cable) cable.primed = false;
+        else this.primed = false;
         this.xruns++;
         this.xrunBytes += n - done;
       }
       for (const c of running) c.push(out);
       this.frames += quantum;
       this.quantum = quantum;
-      if (this.wantSpace && ring.free >= this.wake) {
+      if (cable) cable.onPlayed();
+      else if (this.wantSpace && ring.free >= this.wake) {
         this.wantSpace = false;
         this.wakeUp('writable');
       }

@@ -4,7 +4,8 @@
 import { EventEmitter } from 'node:events';
 import { loadNative, type CoreHandle, type NativeBinding, type NativeClient, type StreamHandle } from '../native';
 import { errnoError, makeError } from '../errors';
-import type { Backend, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
+import { NativeCable } from './native-cable';
+import type { Backend, Cable, CableOptions, ClientInfo, Endpoint, EndpointOptions, EndpointStats } from './types';
 
 export interface PipeWireBackendOptions {
   /** application.name of our connection */
@@ -37,10 +38,16 @@ export class PipeWireBackend extends EventEmitter implements Backend {
     return this.core !== null && !this.lost && this.native.coreConnected(this.core);
   }
 
-  createEndpoint(opts: EndpointOptions): Endpoint {
+  /** works after close() too: a cable needs no sound-server connection */
+  createCable(opts: CableOptions): Cable {
+    return new NativeCable(this.native, opts);
+  }
+
+  createEndpoint(opts: EndpointOptions, cable?: Cable): Endpoint {
     if (!this.core) throw makeError('EBADF', 'createEndpoint', 'the PipeWire backend is closed');
     if (this.lost) throw makeError('EPIPE', 'createEndpoint', 'the PipeWire server went away');
-    const ep = new PipeWireEndpoint(this.native, this.core, opts, () => this.endpoints.delete(ep));
+    if (cable !== undefined && !(cable instanceof NativeCable)) throw makeError('EINVAL', 'createEndpoint', 'a cable of another backend');
+    const ep = new PipeWireEndpoint(this.native, this.core, opts, () => this.endpoints.delete(ep), cable);
     this.endpoints.add(ep);
     return ep;
   }
@@ -123,6 +130,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
     private readonly core: CoreHandle,
     opts: EndpointOptions,
     private readonly onDestroy: () => void,
+    cable?: NativeCable,
   ) {
     super();
     this.options = Object.freeze({ ...opts });
@@ -141,6 +149,7 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
         ...(opts.latencyFrames !== undefined ? { latencyFrames: opts.latencyFrames } : {}),
       },
       (kind, a, b, text) => this.onStreamEvent(kind, a, b, text),
+      cable?.handle,
     );
     if (typeof res === 'number') throw errnoError(res, 'pw_stream_connect', `cannot create node ${opts.name}: ${native.strerror(res)}`);
     this.handle = res;

@@ -5,6 +5,7 @@
  * Nothing above this interface touches native code.
  */
 import type { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { PcmFormat } from '../format';
 
 /** sink: clients play into the node and the server reads; source: the server writes and clients record. */
@@ -103,14 +104,84 @@ export interface Endpoint extends EventEmitter {
   destroy(): void;
 }
 
+export interface CableOptions extends PcmFormat {
+  /** sink: clients play, the server reads; source: the server writes, clients record */
+  direction: EndpointDirection;
+  /** ring buffer size in bytes (rounded up to a power of two) */
+  ringBytes: number;
+  /** capture: the server end is served once this many bytes are in the ring (default ring/8) */
+  wakeBytes?: number;
+}
+
+export interface CableStats {
+  /** bytes in the ring now, and its capacity */
+  fill: number;
+  size: number;
+  /** PCM bytes moved over the server's socket */
+  bytes: number;
+  /** bytes held outside the ring: protocol lines not sent yet, bytes read past the OPEN line not in the ring yet */
+  queued: number;
+  /** the server's socket is plugged and not closed */
+  open: boolean;
+  eof: boolean;
+  finished: boolean;
+  failed: boolean;
+  /** peak level per channel in dBFS (falling 20 dB/s) of the PCM that crossed */
+  levels: number[];
+}
+
+/**
+ * The data plane of one loop (native/cable.h): the ring an Endpoint's node
+ * fills or drains, and, once plugged, the server's socket, which the cable
+ * then serves itself: PCM moves between ring and socket without the loop
+ * (without JS at all for the native one), with backpressure. The loop only
+ * asks for protocol lines, which go out in order around the PCM.
+ * A cable outlives the endpoints bound to it (a node recreated after the
+ * sound server came back, a failed sink whose ring still holds data).
+ * Events (asynchronous, in order):
+ *  - 'first'     the first PCM crossed the socket after start()
+ *  - 'eof'       the server's EOF (a writing server: everything it sent is in the ring)
+ *  - 'drained'   source after 'eof': the ring is empty (gone to the graph)
+ *  - 'finished'  finish() done: everything asked for was sent, the socket's write side is shut
+ *  - 'error' (err) the socket failed (EPIPE, ECONNRESET: the server is gone)
+ */
+export interface Cable extends EventEmitter {
+  readonly options: Readonly<CableOptions>;
+  /**
+   * Takes over the server's socket after its OPEN line; `rest` holds the
+   * bytes read past the line (a source keeps them as the first PCM), `hold`
+   * bounds what a source reads ahead before start(). The socket object is
+   * spent afterwards (the native cable destroys it and serves a dup of its
+   * fd). Throws EBADF when the socket is gone, EBUSY when plugged already.
+   */
+  plug(socket: Socket, rest: Buffer, hold: number): void;
+  /** queues a protocol line (before any PCM that follows) */
+  line(text: string): void;
+  /** a client started: queues `line` (START), then PCM flows */
+  start(line: string): void;
+  /** the end: a sink with `drain` delivers the ring first; then `line` (may be null), the write side shuts, 'finished' */
+  finish(line: string | null, drain: boolean): void;
+  /** serves the socket now (a sink delivers what the ring holds, below its wake-up size too) */
+  kick(): void;
+  stats(): CableStats;
+  /** idempotent: closes the server's socket; no more events */
+  close(): void;
+}
+
+/** Whatever makes cables (every Backend; the native one needs no sound-server connection). */
+export interface CableFactory {
+  createCable(opts: CableOptions): Cable;
+}
+
 /**
  * A connection to a sound server.
  * Events: 'disconnected' (err) when the server goes away.
  */
-export interface Backend extends EventEmitter {
+export interface Backend extends EventEmitter, CableFactory {
   readonly name: string;
   readonly connected: boolean;
-  createEndpoint(opts: EndpointOptions): Endpoint;
+  /** with `cable` (one this backend's createCable made), the node fills or drains that cable's ring */
+  createEndpoint(opts: EndpointOptions, cable?: Cable): Endpoint;
   /** idempotent */
   close(): void;
 }

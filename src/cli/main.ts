@@ -4,6 +4,7 @@
  * Exit codes: 0 ok, 1 error, 2 usage, 3 no daemon, 4 loop refused (EBUSY/EINVAL/ENODEV),
  * 5 the client went away before everything was played, 6 --wait: no client started in time (ETIMEDOUT).
  */
+import { nativeCables } from '../backend/native-cable';
 import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -239,7 +240,7 @@ async function cmdDaemon(argv: string[]): Promise<number> {
     log.info(`clients reach it with: export PULSE_SERVER='${embedded.env.PULSE_SERVER}'${kind === 'pipewire' ? ` PIPEWIRE_RUNTIME_DIR='${dir}'` : ''}`);
   }
   log.info(`sound-server backend: ${kind}${choice === 'auto' ? ' (auto)' : ''}`, { backend: kind });
-  const daemon = new Daemon({ config, socketDir, connect, log, reloadConfig: readConfig });
+  const daemon = new Daemon({ config, socketDir, connect, log, reloadConfig: readConfig, cables: nativeCables });
   const stopAll = (): void => embedded?.stop();
   process.on('exit', stopAll);
   try {

@@ -42,7 +42,7 @@ describe('config', () => {
     });
 
     it('lists the known keys', () => {
-      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'client_grace_ms', 'log_level', 'log_format', 'backend']);
+      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'client_grace_ms', 'log_level', 'log_format', 'backend', 'data_plane']);
     });
   });
 
@@ -204,10 +204,10 @@ describe('config', () => {
       const err = configError(() => parseConfig('buffer_ms = 20\naudioloop_instance = 2', FILE));
       assert.equal(err.line, 2);
       assert.equal(err.key, 'audioloop_instance');
-      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format, backend');
+      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format, backend, data_plane');
       assert.equal(
         err.message,
-        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format, backend`,
+        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format, backend, data_plane`,
       );
     });
 
