@@ -72,7 +72,7 @@ export function isLegalTransition(from: LoopState, to: LoopState): boolean {
  */
 export type DataPlane = 'native' | 'js';
 export const DATA_PLANES: readonly DataPlane[] = ['native', 'js'];
-export const DEFAULT_DATA_PLANE: DataPlane = 'js';
+export const DEFAULT_DATA_PLANE: DataPlane = 'native';
 
 export interface LoopOptions {
   /** ring length per loop in milliseconds */
