@@ -617,6 +617,16 @@ static napi_value js_cable_stats(napi_env env, napi_callback_info info)
 	return cable_stats_object(env, c, NULL, -1);
 }
 
+/* cablePeer(cable) -> 0 open | 1 EOF from the server | 2 closed/failed | negative errno */
+static napi_value js_cable_peer(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct al_cable *c = get_cable(env, argv[0]);
+	return make_int(env, c == NULL ? -EBADF : al_cable_peer(c));
+}
+
 /* cableClose(cable): idempotent; closes the server end, no more events */
 static napi_value js_cable_close(napi_env env, napi_callback_info info)
 {
@@ -865,6 +875,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "cableFinish", NULL, js_cable_finish, NULL, NULL, NULL, napi_default, NULL },
 		{ "cableStats", NULL, js_cable_stats, NULL, NULL, NULL, napi_default, NULL },
 		{ "cableClose", NULL, js_cable_close, NULL, NULL, NULL, napi_default, NULL },
+		{ "cablePeer", NULL, js_cable_peer, NULL, NULL, NULL, napi_default, NULL },
 		{ "versions", NULL, js_versions, NULL, NULL, NULL, napi_default, NULL },
 		{ "strerror", NULL, js_strerror, NULL, NULL, NULL, napi_default, NULL },
 	};

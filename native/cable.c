@@ -1,7 +1,9 @@
+#define _GNU_SOURCE /* POLLRDHUP */
 /* The cable: ring, counters, meters and the fd data plane (see cable.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -136,7 +138,11 @@ void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n)
 {
 	uint32_t done = 0;
 	bool fd_mode = atomic_load_explicit(&c->fd_mode, memory_order_acquire);
-	if (atomic_load_explicit(&c->gate, memory_order_acquire)) {
+	/* fd mode: data goes out only while a client's link is active: the
+	 * node may run a few cycles before its link to the client carries them
+	 * (seen: the first quantum after START lost by parecord/pw-record) */
+	if (atomic_load_explicit(&c->gate, memory_order_acquire) &&
+	    (!fd_mode || atomic_load_explicit(&c->active_links, memory_order_acquire) > 0)) {
 		/* whole frames only: a writer may have put part of one in */
 		uint32_t avail = ring_fill(&c->ring);
 		avail -= avail % c->stride;
@@ -450,11 +456,17 @@ int al_cable_finish(struct al_cable *c, const char *line, bool drain)
 	return request(c, line, 2, drain);
 }
 
+static bool flush_ctl(struct al_cable *c);
+
 void al_cable_close_fd(struct al_cable *c)
 {
 	struct al_host *h = c->host;
 	pthread_mutex_lock(&h->io_lock);
 	if (c->fd >= 0) {
+		/* lines asked for go out first (best effort, never blocking): an OK
+		 * queued just before the server's EOF was seen, say */
+		if (!c->failed && c->ctl_off < c->ctl_len)
+			flush_ctl(c);
 		set_mask(c, 0);
 		close(c->fd);
 		c->fd = -1;
@@ -466,6 +478,26 @@ void al_cable_close_fd(struct al_cable *c)
 	c->pending = NULL;
 	c->pending_len = c->pending_off = c->pending_cap = 0;
 	pthread_mutex_unlock(&h->io_lock);
+}
+
+int al_cable_peer(struct al_cable *c)
+{
+	struct al_host *h = c->host;
+	int res = 0;
+	pthread_mutex_lock(&h->io_lock);
+	if (c->fd < 0) {
+		res = -EBADF;
+	} else {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+		if (poll(&p, 1, 0) > 0) {
+			if (p.revents & (POLLHUP | POLLERR))
+				res = 2;
+			else if (p.revents & POLLRDHUP)
+				res = 1;
+		}
+	}
+	pthread_mutex_unlock(&h->io_lock);
+	return res;
 }
 
 void al_cable_stats(struct al_cable *c, struct al_cable_stats *st)
@@ -706,7 +738,9 @@ static void service(struct al_cable *c, uint32_t revents)
 		if (!c->eof_seen && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			capture_in(c);
 		if (c->eof_seen) {
-			/* a reading server that closed: nothing more to do on the fd */
+			/* a reading server that closed (or half-closed): only the lines asked for still go out */
+			if (!c->out_blocked)
+				flush_ctl(c);
 			set_mask(c, 0);
 			return;
 		}

@@ -144,6 +144,9 @@ int al_cable_start(struct al_cable *c, const char *line);
 /* [js] the end: capture with drain delivers the ring first; then `line`
  * (RESET, may be NULL), then shutdown(SHUT_WR) and AL_CABLE_FINISHED */
 int al_cable_finish(struct al_cable *c, const char *line, bool drain);
+/* [js] the server's end, now (poll, no wait): 0 open, 1 it shut its write
+ * side (EOF), 2 it closed or failed; -EBADF without an fd */
+int al_cable_peer(struct al_cable *c);
 /* [js] idempotent: closes the fd (the server end) */
 void al_cable_close_fd(struct al_cable *c);
 /* [js] */

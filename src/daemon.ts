@@ -269,6 +269,7 @@ export class Daemon extends EventEmitter {
           else refuse('EIO', (e as Error).message);
         }
       };
+      loop.probeServer(); // the previous server may have gone a moment ago
       if (loop.state !== 'closing') {
         attach();
         return;

@@ -420,6 +420,19 @@ export class Loop extends EventEmitter {
     }
   }
 
+  /**
+   * A new server asks for this loop: is the current one's end still there?
+   * The native cable hears a server's EOF on its own thread, so a server
+   * that closed and opens again at once can be heard before its EOF: look
+   * now, and end (read) or drain (write) as the EOF would.
+   */
+  probeServer(): void {
+    const s = this.s;
+    if (!s?.cable || this._state === 'closing' || s.cable.peer() === 'open') return;
+    if (s.req.mode === 'read') void this.close(s, 'the server closed');
+    else this.onServerEnd(s);
+  }
+
   /** A client's data flows: START (the session begins), or a paused session resumes. */
   private onClientStart(s: Session): void {
     if (this.s !== s) return;

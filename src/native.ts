@@ -147,6 +147,8 @@ export interface NativeBinding {
   /** `drain` (sink): deliver the ring first; then `line`, then shutdown(SHUT_WR) and 'finished' */
   cableFinish(cable: CableHandle, line: string | null, drain: boolean): number;
   cableStats(cable: CableHandle): NativeCableStats;
+  /** the server's end now (poll, no wait): 0 open, 1 it sent EOF, 2 it closed or failed; negative errno */
+  cablePeer(cable: CableHandle): number;
   /** idempotent: closes the fd; no more events */
   cableClose(cable: CableHandle): void;
   versions(): { compiled: string; linked: string };

@@ -335,6 +335,11 @@ export class MemoryCable extends EventEmitter implements Cable {
     };
   }
 
+  peer(): 'open' | 'eof' | 'closed' {
+    if (this.closed || !this.sock || this.sock.destroyed || this.failed) return 'closed';
+    return this.ended || this.sock.readableEnded ? 'eof' : 'open';
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

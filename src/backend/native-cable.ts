@@ -83,6 +83,12 @@ export class NativeCable extends EventEmitter implements Cable {
     };
   }
 
+  peer(): 'open' | 'eof' | 'closed' {
+    if (this.closed) return 'closed';
+    const r = this.native.cablePeer(this.handle);
+    return r === 0 ? 'open' : r === 1 ? 'eof' : 'closed';
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

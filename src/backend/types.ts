@@ -164,6 +164,11 @@ export interface Cable extends EventEmitter {
   /** serves the socket now (a sink delivers what the ring holds, below its wake-up size too) */
   kick(): void;
   stats(): CableStats;
+  /**
+   * The server's end now, without waiting for the event ('eof'/'error' come
+   * from another thread): 'open', 'eof' (it shut its write side) or 'closed'.
+   */
+  peer(): 'open' | 'eof' | 'closed';
   /** idempotent: closes the server's socket; no more events */
   close(): void;
 }
