@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import type { LoopServer } from '../src/client';
 import { CHANNELS, RATE } from './counter';
-import { openLoop, playerArgs } from './paths';
+import { openLoop, playerArgs, type Family } from './paths';
 import { cpuSeconds, rssKiB, runSync, sleep, spawnChild, stopChild, waitFor, type Child } from './proc';
 import { startLoopback } from './paths';
 
@@ -50,7 +50,15 @@ async function sample(pids: number[], k: number, o: CpuOptions): Promise<CpuSamp
 }
 
 /** K loops of the daemon (PID `daemonPid`, serving >= K instances in `socketDir`). */
-export async function measureOurs(k: number, daemonPid: number, socketDir: string, o: CpuOptions): Promise<CpuSample> {
+export function measureOurs(k: number, daemonPid: number, socketDir: string, o: CpuOptions): Promise<CpuSample> {
+  return withPlayingLoops(k, 'pw', socketDir, () => sample([daemonPid], k, o));
+}
+
+/**
+ * Opens K read loops of the daemon in `socketDir`, each with a player of `family` playing silence into it,
+ * runs `measure` once data flows on every loop, then stops the players and closes the loops.
+ */
+export async function withPlayingLoops<T>(k: number, family: Family, socketDir: string, measure: () => Promise<T>): Promise<T> {
   const servers: LoopServer[] = [];
   const players: Child[] = [];
   const zero = openZero();
@@ -61,12 +69,12 @@ export async function measureOurs(k: number, daemonPid: number, socketDir: strin
       srv.readable.on('data', (c: Buffer) => (bytes[i]! += c.length));
       srv.readable.on('error', () => undefined);
       servers.push(srv);
-      const [cmd, args] = playerArgs('pw', srv.node);
+      const [cmd, args] = playerArgs(family, srv.node);
       players.push(spawnChild(cmd, args, { stdio: [zero, 'ignore', 'pipe'] }));
     }
     await Promise.all(servers.map((s) => s.waitForClient()));
     await waitFor(() => bytes.every((b) => b > 0), 10000, 'data on every loop');
-    return await sample([daemonPid], k, o);
+    return await measure();
   } finally {
     fs.closeSync(zero);
     await Promise.all(players.map((p) => stopChild(p)));

@@ -17,14 +17,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { LoopServer } from '../src/client';
 import { startEmbeddedSoundServer, type EmbeddedSoundServer } from '../src/soundserver';
 import { controlSocketPath } from '../src/protocol';
-import type { CpuSample } from './cpu';
-import { CHANNELS, RATE } from './counter';
-import { loadNullSink, oursClientToServer, oursServerToClient, openLoop, peerPath, playerArgs, recorderArgs, unloadModule, type PathResult } from './paths';
+import { withPlayingLoops, type CpuSample } from './cpu';
+import { loadNullSink, oursClientToServer, oursServerToClient, peerPath, playerArgs, recorderArgs, unloadModule } from './paths';
 import { cpuSeconds, rssKiB, runSync, sleep, spawnChild, stopChild, waitFor, type Child } from './proc';
-import type { PathSummary } from './report';
+import { pathSummary, type PathSummary } from './report';
 
 export interface PulseAudioResults {
   server: string;
@@ -43,23 +41,6 @@ export interface PulseAudioResults {
 function pidOf(dir: string, name: string): number {
   const line = fs.readFileSync(path.join(dir, 'pids'), 'utf8').split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ')[1]) : 0;
-}
-
-function summary(r: PathResult): PathSummary {
-  return {
-    p50Ms: r.p50Ms,
-    p99Ms: r.p99Ms,
-    meanMs: r.meanMs,
-    minMs: r.minMs,
-    maxMs: r.maxMs,
-    samples: r.samples,
-    framesWritten: r.written,
-    framesReceived: r.stats.frames,
-    lostFrames: r.stats.lost + r.missingAtEnd,
-    duplicatedFrames: r.stats.duplicated,
-    silenceInserted: r.stats.silenceInserted,
-    restarts: r.restarts,
-  };
 }
 
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
@@ -83,28 +64,8 @@ async function sample(pids: number[], serverPid: number, k: number, warmupS: num
 }
 
 /** K loops, pacat playing silence into each, our server reading. */
-async function cpuOurs(k: number, daemonPid: number, serverPid: number, socketDir: string, warmupS: number, intervalS: number): Promise<CpuSample> {
-  const servers: LoopServer[] = [];
-  const players: Child[] = [];
-  const zero = fs.openSync('/dev/zero', 'r');
-  const bytes = new Array<number>(k).fill(0);
-  try {
-    for (let i = 0; i < k; i++) {
-      const srv = await openLoop(i, { mode: 'read', format: 's16le', rate: RATE, channels: CHANNELS, socketDir, app: 'bench-cpu' });
-      srv.readable.on('data', (c: Buffer) => (bytes[i]! += c.length));
-      srv.readable.on('error', () => undefined);
-      servers.push(srv);
-      const [cmd, args] = playerArgs('pulse', srv.node);
-      players.push(spawnChild(cmd, args, { stdio: [zero, 'ignore', 'pipe'] }));
-    }
-    await Promise.all(servers.map((s) => s.waitForClient()));
-    await waitFor(() => bytes.every((b) => b > 0), 10000, 'data on every loop');
-    return await sample([daemonPid], serverPid, k, warmupS, intervalS);
-  } finally {
-    fs.closeSync(zero);
-    await Promise.all(players.map((p) => stopChild(p)));
-    await Promise.all(servers.map((s) => s.close()));
-  }
+function cpuOurs(k: number, daemonPid: number, serverPid: number, socketDir: string, warmupS: number, intervalS: number): Promise<CpuSample> {
+  return withPlayingLoops(k, 'pulse', socketDir, () => sample([daemonPid], serverPid, k, warmupS, intervalS));
 }
 
 /** K null sinks, pacat playing silence into each, parec recording each monitor. */
@@ -162,7 +123,7 @@ export async function measurePulseAudio(rt: string, cliMain: string, o: { latenc
     const peerNr = await peerPath('pulse', 'bench_pa_null_nr', null, lo);
     unloadModule(nullIdx);
     unloadModule(nullNrIdx);
-    const paths = { ours_c2s: summary(c2s), ours_s2c: summary(s2c), nullsink: summary(peer), nullsink_norewinds: summary(peerNr) };
+    const paths = { ours_c2s: pathSummary(c2s), ours_s2c: pathSummary(s2c), nullsink: pathSummary(peer), nullsink_norewinds: pathSummary(peerNr) };
     const ref = paths.nullsink_norewinds;
     const comparisons = (['ours_c2s', 'ours_s2c'] as const).map((id) => ({
       ours: id,

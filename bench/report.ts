@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import type { CpuSample } from './cpu';
 import type { DspResult } from './dsp';
+import type { PathResult } from './paths';
 import type { PulseAudioResults } from './pulseaudio';
 
 export interface PathSummary {
@@ -17,6 +18,24 @@ export interface PathSummary {
   duplicatedFrames: number;
   silenceInserted: number;
   restarts: number;
+}
+
+/** What the report keeps of one measured path. */
+export function pathSummary(r: PathResult): PathSummary {
+  return {
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    meanMs: r.meanMs,
+    minMs: r.minMs,
+    maxMs: r.maxMs,
+    samples: r.samples,
+    framesWritten: r.written,
+    framesReceived: r.stats.frames,
+    lostFrames: r.stats.lost + r.missingAtEnd,
+    duplicatedFrames: r.stats.duplicated,
+    silenceInserted: r.stats.silenceInserted,
+    restarts: r.restarts,
+  };
 }
 
 export interface ExactSummary {

@@ -33,7 +33,7 @@ import {
   type PathResult,
 } from './paths';
 import { killAllSync, rssKiB, runSync, sleep, spawnChild, stopAll, stopChild, waitFor } from './proc';
-import { renderMarkdown, renderTable, updateReadme, type BenchResults } from './report';
+import { pathSummary, renderMarkdown, renderTable, updateReadme, type BenchResults } from './report';
 import { renderPng } from './png';
 import { measurePulseAudio, type PulseAudioResults } from './pulseaudio';
 
@@ -378,22 +378,7 @@ function buildResults(
   const quantumMs = (m.measuredQuantum / m.rate) * 1000;
   const targetMs = Math.round((quantumMs + 2) * 100) / 100;
   const paths: BenchResults['latency']['paths'] = {};
-  for (const [id, r] of Object.entries(lat)) {
-    paths[id] = {
-      p50Ms: r.p50Ms,
-      p99Ms: r.p99Ms,
-      meanMs: r.meanMs,
-      minMs: r.minMs,
-      maxMs: r.maxMs,
-      samples: r.samples,
-      framesWritten: r.written,
-      framesReceived: r.stats.frames,
-      lostFrames: r.stats.lost + r.missingAtEnd,
-      duplicatedFrames: r.stats.duplicated,
-      silenceInserted: r.stats.silenceInserted,
-      restarts: r.restarts,
-    };
-  }
+  for (const [id, r] of Object.entries(lat)) paths[id] = pathSummary(r);
   const comparisons: BenchResults['latency']['comparisons'] = [];
   for (const fam of ['pulse', 'pw']) {
     for (const dir of ['c2s', 's2c']) {

@@ -89,3 +89,18 @@ export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 5000, wha
     await sleep(25);
   }
 }
+
+/** Waits for a tracked child to exit, failing with its stderr if it has not within `ms`. */
+export async function finished(t: Tracked, ms: number, what: string): Promise<Finished> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      t.done,
+      new Promise<never>((_, rej) => {
+        timer = setTimeout(() => rej(new Error(`${what} did not exit within ${ms} ms; stderr: ${t.stderr()}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -20,7 +20,7 @@ import type { DaemonStatus } from '../../src/daemon';
 import { frameBytes, type PcmFormat } from '../../src/format';
 import { parseWavHeader, readWavFile, wavHeader } from '../../src/wav';
 import { checkCounter, counterPcm } from '../helpers/pcm';
-import { run, sleep, spawnTracked, stopTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
+import { finished, run, sleep, spawnTracked, stopTracked, waitFor, type Tracked } from '../helpers/proc';
 import { requireSoundServer } from '../helpers/soundserver';
 import { analyzeTone } from '../helpers/tone';
 
@@ -35,19 +35,6 @@ const INSTALLED_CONF = '/etc/alsa/conf.d/60-audioloop.conf';
 /** See cli.test.ts: a graph cycle missed on the loaded 2-core machine loses a quantum before the loop; a systematic loss fails every attempt. */
 const SAMPLE_RETRIES = 2;
 
-async function finished(t: Tracked, ms: number, what: string): Promise<Finished> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      t.done,
-      new Promise<never>((_, rej) => {
-        timer = setTimeout(() => rej(new Error(`${what} did not exit within ${ms} ms; stderr: ${t.stderr()}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** utime + stime of a process, in clock ticks */
 function cpuTicks(pid: number): number {

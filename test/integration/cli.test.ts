@@ -19,7 +19,7 @@ import { frameBytes, type PcmFormat } from '../../src/format';
 import { controlSocketPath, loopSocketPath } from '../../src/protocol';
 import { parseWavHeader, readWavFile, wavHeader } from '../../src/wav';
 import { checkCounter, counterPcm } from '../helpers/pcm';
-import { run, spawnTracked, stopTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
+import { finished, run, spawnTracked, stopTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
 import { onPulseAudio, requireSoundServer, soundServerKind, soundServerTitle } from '../helpers/soundserver';
 
 /**
@@ -118,17 +118,6 @@ function assertHoldsCounter(buf: Buffer, fmt: PcmFormat, frames: number): void {
 const SAMPLE_RETRIES = 2;
 
 /** What a process has finished with, within a time limit (a hung process fails the test). */
-async function finished(t: Tracked, timeoutMs: number, what: string): Promise<Finished> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not exit within ${timeoutMs} ms; stderr: ${t.stderr()}`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([t.done, limit]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Checks a WAV file twice: with our parseWavHeader, and with sox (soxi for

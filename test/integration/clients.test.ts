@@ -21,7 +21,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fetchStatus } from '../../src/cli/main';
 import { wavHeader } from '../../src/wav';
 import { checkCounter, checkCounterSkippingSilence, counterPcm } from '../helpers/pcm';
-import { run, sleep, spawnTracked, stopTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
+import { finished, run, sleep, spawnTracked, stopTracked, waitFor, type Tracked } from '../helpers/proc';
 import { requireSoundServer } from '../helpers/soundserver';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -87,17 +87,6 @@ function withoutSilence(buf: Buffer): Buffer {
   return Buffer.concat(keep);
 }
 
-async function finished(t: Tracked, timeoutMs: number, what: string): Promise<Finished> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not exit within ${timeoutMs} ms; stderr: ${t.stderr()}`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([t.done, limit]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** What a measured client is listed with in the report. */
 export const MEASURED: Record<string, Tone & { starts: number; ends: number }> = {};

@@ -12,7 +12,7 @@ import { fetchStatus } from '../../src/control';
 import { frameBytes, type PcmFormat } from '../../src/format';
 import { readWavFile, wavHeader } from '../../src/wav';
 import { checkCounter, counterPcm } from '../helpers/pcm';
-import { spawnTracked, stopTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
+import { finished, spawnTracked, stopTracked, waitFor, type Tracked } from '../helpers/proc';
 import { requireSoundServer } from '../helpers/soundserver';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -22,19 +22,6 @@ const S16: PcmFormat = { format: 's16le', rate: 48000, channels: 2 };
 /** See cli.test.ts: a graph cycle missed on a loaded 2-core machine loses a quantum before the loop; a systematic loss fails every attempt. */
 const SAMPLE_RETRIES = 2;
 
-async function finished(t: Tracked, ms: number, what: string): Promise<Finished> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      t.done,
-      new Promise<never>((_, rej) => {
-        timer = setTimeout(() => rej(new Error(`${what} did not exit within ${ms} ms; stderr: ${t.stderr()}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Starts `a | b`: b's stdin is fed with a's stdout, with backpressure; b's stdin ends when a's stdout does. */
 function pipeline(a: [string, string[]], b: [string, string[]]): { a: Tracked; b: Tracked; bOut: () => Buffer } {

@@ -17,7 +17,7 @@ import { DEFAULT_CONFIG } from '../../src/config';
 import { fetchStatus } from '../../src/control';
 import type { PcmFormat } from '../../src/format';
 import { requireSoundServer } from '../helpers/soundserver';
-import { run, sleep, spawnTracked, waitFor, type Finished, type Tracked } from '../helpers/proc';
+import { finished, run, sleep, spawnTracked, waitFor } from '../helpers/proc';
 import { analyzeTone } from '../helpers/tone';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -28,19 +28,6 @@ const S16: PcmFormat = { format: 's16le', rate: 48000, channels: 2 };
 
 type CodedError = Error & { code?: string; errno?: number; syscall?: string };
 
-async function finished(t: Tracked, ms: number, what: string): Promise<Finished> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      t.done,
-      new Promise<never>((_, rej) => {
-        timer = setTimeout(() => rej(new Error(`${what} did not exit within ${ms} ms; stderr: ${t.stderr()}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Reads from srv until `bytes` arrived (or the stream ends). With wait=, a
