@@ -594,6 +594,7 @@ static napi_value cable_stats_object(napi_env env, struct al_cable *c, const cha
 	set_prop(env, obj, "activeLinks", make_int(env, st.active_links));
 	set_prop(env, obj, "fdBytes", make_double(env, (double)st.fd_bytes));
 	set_prop(env, obj, "queued", make_int(env, st.queued));
+	set_prop(env, obj, "consumed", make_double(env, (double)st.consumed));
 	set_prop(env, obj, "fdOpen", make_bool(env, st.fd_open));
 	set_prop(env, obj, "eof", make_bool(env, st.eof));
 	set_prop(env, obj, "finished", make_bool(env, st.finished));
@@ -605,7 +606,7 @@ static napi_value cable_stats_object(napi_env env, struct al_cable *c, const cha
 	return obj;
 }
 
-/* cableStats(cable) -> { fill, size, frames, xruns, xrunBytes, cycles, quantum, links, fdBytes, queued, fdOpen, eof, finished, failed, levels } */
+/* cableStats(cable) -> { fill, size, frames, xruns, xrunBytes, cycles, quantum, links, fdBytes, queued, consumed, fdOpen, eof, finished, failed, levels } */
 static napi_value js_cable_stats(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -615,6 +616,21 @@ static napi_value js_cable_stats(napi_env env, napi_callback_info info)
 	if (c == NULL)
 		return make_int(env, -EBADF);
 	return cable_stats_object(env, c, NULL, -1);
+}
+
+/* cableConsume(cable, bytes) -> bytes discarded now | negative errno (clock=1, see al_cable_consume) */
+static napi_value js_cable_consume(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2] = { NULL, NULL };
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct al_cable *c = argc >= 2 ? get_cable(env, argv[0]) : NULL;
+	uint32_t bytes = 0;
+	if (c == NULL)
+		return make_int(env, -EBADF);
+	if (napi_get_value_uint32(env, argv[1], &bytes) != napi_ok)
+		return make_int(env, -EINVAL);
+	return make_int(env, al_cable_consume(c, bytes));
 }
 
 /* cablePeer(cable) -> 0 open | 1 EOF from the server | 2 closed/failed | negative errno */
@@ -876,6 +892,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "cableStats", NULL, js_cable_stats, NULL, NULL, NULL, napi_default, NULL },
 		{ "cableClose", NULL, js_cable_close, NULL, NULL, NULL, napi_default, NULL },
 		{ "cablePeer", NULL, js_cable_peer, NULL, NULL, NULL, napi_default, NULL },
+		{ "cableConsume", NULL, js_cable_consume, NULL, NULL, NULL, napi_default, NULL },
 		{ "versions", NULL, js_versions, NULL, NULL, NULL, napi_default, NULL },
 		{ "strerror", NULL, js_strerror, NULL, NULL, NULL, napi_default, NULL },
 	};

@@ -500,6 +500,45 @@ int al_cable_peer(struct al_cable *c)
 	return res;
 }
 
+/* [io_lock] discards up to `want` whole frames from the front of pending; returns the bytes */
+static uint32_t consume_pending(struct al_cable *c, uint64_t want)
+{
+	uint32_t have = c->pending_len - c->pending_off;
+	uint32_t take = (uint32_t)RING_MIN(want, (uint64_t)(have - have % c->stride));
+	c->pending_off += take;
+	c->consumed += take;
+	if (c->pending_off > 0) {
+		memmove(c->pending, c->pending + c->pending_off, c->pending_len - c->pending_off);
+		c->pending_len -= c->pending_off;
+		c->pending_off = 0;
+	}
+	return take;
+}
+
+int64_t al_cable_consume(struct al_cable *c, uint32_t bytes)
+{
+	struct al_host *h = c->host;
+	if (c->is_sink)
+		return -EINVAL;
+	pthread_mutex_lock(&h->io_lock);
+	int64_t res;
+	if (c->fd < 0) {
+		res = -EBADF;
+	} else if (atomic_load(&c->gate) || c->finishing || c->pending == NULL) {
+		res = 0;
+	} else {
+		uint64_t want = bytes - bytes % c->stride;
+		res = consume_pending(c, want);
+		if (want > (uint64_t)res && !c->eof_seen && !c->failed)
+			c->consume_debt += want - (uint64_t)res; /* [io] pays it from what the fd has now */
+		atomic_store(&c->kick, 1); /* room in pending again: read on */
+	}
+	pthread_mutex_unlock(&h->io_lock);
+	if (res >= 0 && !c->is_sink)
+		al_host_kick_io(h);
+	return res;
+}
+
 void al_cable_stats(struct al_cable *c, struct al_cable_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -515,6 +554,7 @@ void al_cable_stats(struct al_cable *c, struct al_cable_stats *st)
 	pthread_mutex_lock(&c->host->io_lock);
 	st->fd_bytes = c->fd_bytes;
 	st->queued = (c->ctl_len - c->ctl_off) + (c->pending_len - c->pending_off);
+	st->consumed = c->consumed;
 	st->fd_open = c->fd >= 0;
 	st->eof = c->eof_seen;
 	st->finished = c->finished;
@@ -661,6 +701,8 @@ static bool playback_read_end(struct al_cable *c, ssize_t n)
 static void playback_hold(struct al_cable *c)
 {
 	while (!c->eof_seen && !c->failed) {
+		if (c->consume_debt > 0) /* clock=1: al_cable_consume's rest, from what was read */
+			c->consume_debt -= consume_pending(c, c->consume_debt);
 		uint32_t have = c->pending_len - c->pending_off;
 		if (have >= c->hold || c->pending_len >= c->pending_cap) {
 			c->in_paused = true; /* start() kicks us */
@@ -672,9 +714,12 @@ static void playback_hold(struct al_cable *c)
 			c->pending_len += (uint32_t)n;
 			continue;
 		}
-		if (!playback_read_end(c, n))
+		if (!playback_read_end(c, n)) {
+			c->consume_debt = 0; /* the fd has no more now: the rest is not owed */
 			return;
+		}
 	}
+	c->consume_debt = 0;
 }
 
 static void playback_commit(struct al_cable *c, uint32_t n)

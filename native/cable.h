@@ -92,6 +92,8 @@ struct al_cable {
 	char ctl[AL_CTL_BYTES];      /* protocol lines to send, in order, before more PCM */
 	uint32_t ctl_len, ctl_off;
 	uint32_t hold;               /* playback before the gate opens: read ahead (into pending) at most this */
+	uint64_t consume_debt;       /* playback before the gate opens (clock=1): bytes al_cable_consume still discards from what the fd has now */
+	uint64_t consumed;           /* bytes al_cable_consume discarded (never in the ring) */
 	bool finishing, drain, finished, failed, eof_seen, first_sent, drained_sent;
 	bool out_blocked, in_paused;
 	uint64_t fd_bytes;           /* PCM bytes moved over the fd */
@@ -107,6 +109,7 @@ struct al_cable_stats {
 	uint32_t quantum, links, active_links;
 	uint64_t fd_bytes;
 	uint32_t queued;             /* bytes held outside the ring (lines, bytes after OPEN) */
+	uint64_t consumed;           /* bytes discarded by al_cable_consume */
 	bool fd_open, eof, finished, failed;
 	double levels[AL_MAX_CHANNELS]; /* dBFS, held 300 ms, then falling 20 dB/s */
 };
@@ -144,6 +147,14 @@ int al_cable_start(struct al_cable *c, const char *line);
 /* [js] the end: capture with drain delivers the ring first; then `line`
  * (RESET, may be NULL), then shutdown(SHUT_WR) and AL_CABLE_FINISHED */
 int al_cable_finish(struct al_cable *c, const char *line, bool drain);
+/* [js] playback before start() (clock=1: the loop's clock runs without a
+ * client): discards up to `bytes` (whole frames) of what the server sent,
+ * oldest first: the held read-ahead now, the rest on [io] from what the fd
+ * has at once. Never more: what the server has not sent yet is not owed (a
+ * writer behind the clock underruns it). Returns the bytes discarded now;
+ * stats' `consumed` counts all. 0 after start(); -EBADF without an fd,
+ * -EINVAL on a capture cable */
+int64_t al_cable_consume(struct al_cable *c, uint32_t bytes);
 /* [js] the server's end, now (poll, no wait): 0 open, 1 it shut its write
  * side (EOF), 2 it closed or failed; -EBADF without an fd */
 int al_cable_peer(struct al_cable *c);

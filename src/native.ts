@@ -49,6 +49,8 @@ export interface NativeCableStats {
   fdBytes: number;
   /** bytes held outside the ring: protocol lines not sent yet, bytes after OPEN not in the ring yet */
   queued: number;
+  /** bytes cableConsume discarded (clock=1) */
+  consumed: number;
   fdOpen: boolean;
   eof: boolean;
   finished: boolean;
@@ -149,6 +151,8 @@ export interface NativeBinding {
   cableStats(cable: CableHandle): NativeCableStats;
   /** the server's end now (poll, no wait): 0 open, 1 it sent EOF, 2 it closed or failed; negative errno */
   cablePeer(cable: CableHandle): number;
+  /** playback before cableStart (clock=1): discards up to `bytes` (whole frames) of what the server sent; the bytes discarded now, or negative errno */
+  cableConsume(cable: CableHandle, bytes: number): number;
   /** idempotent: closes the fd; no more events */
   cableClose(cable: CableHandle): void;
   versions(): { compiled: string; linked: string };

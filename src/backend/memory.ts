@@ -241,6 +241,7 @@ export class MemoryCable extends EventEmitter implements Cable {
   private closed = false;
   private waitDrain = false;
   private bytes = 0;
+  private consumed = 0;
   private scheduled = false;
   private readonly events: (() => void)[] = [];
   private flushScheduled = false;
@@ -321,12 +322,47 @@ export class MemoryCable extends EventEmitter implements Cable {
     this.schedule();
   }
 
+  consume(bytes: number): void {
+    if (this.closed || !this.sock) throw makeError('EBADF', 'consume', 'no socket plugged');
+    if (this.isSink) throw makeError('EINVAL', 'consume', 'consume on a capture cable');
+    if (this.gate || this.finishing || this.failed) return;
+    let want = Math.max(0, Math.floor(bytes));
+    want -= want % this.frame;
+    want -= this.drop(want);
+    // the rest from what the socket has at once (a paused socket's buffer: read() emits 'data' into pending)
+    while (want > 0 && !this.ended && !this.sock.destroyed && this.sock.readableLength > 0) {
+      if (this.sock.read() === null) break;
+      want -= this.drop(want);
+    }
+    this.fill();
+  }
+
+  /** discards up to `want` whole frames from the front of pending; returns the bytes */
+  private drop(want: number): number {
+    let take = Math.min(want, this.pendingBytes - (this.pendingBytes % this.frame));
+    const done = take;
+    while (take > 0) {
+      const head = this.pending[0]!;
+      if (head.length <= take) {
+        this.pending.shift();
+        take -= head.length;
+      } else {
+        this.pending[0] = head.subarray(take);
+        take = 0;
+      }
+    }
+    this.pendingBytes -= done;
+    this.consumed += done;
+    return done;
+  }
+
   stats(): CableStats {
     return {
       fill: this.ring.fill,
       size: this.ring.size,
       bytes: this.bytes,
       queued: this.pendingBytes + (this.sock && !this.sock.destroyed ? this.sock.writableLength : 0),
+      consumed: this.consumed,
       open: this.sock !== null && !this.closed,
       eof: this.eofPosted,
       finished: this.finished,

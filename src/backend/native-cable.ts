@@ -67,6 +67,11 @@ export class NativeCable extends EventEmitter implements Cable {
     if (!this.closed) this.native.cableLine(this.handle, '');
   }
 
+  consume(bytes: number): void {
+    if (this.closed) throw makeError('EBADF', 'consume', 'the cable is closed');
+    this.check(this.native.cableConsume(this.handle, Math.max(0, Math.min(0xffffffff, Math.floor(bytes)))), 'consume');
+  }
+
   stats(): CableStats {
     const st = this.native.cableStats(this.handle);
     return {
@@ -74,6 +79,7 @@ export class NativeCable extends EventEmitter implements Cable {
       size: st.size,
       bytes: st.fdBytes,
       queued: st.queued,
+      consumed: st.consumed,
       open: st.fdOpen,
       eof: st.eof,
       finished: st.finished,

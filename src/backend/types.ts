@@ -121,6 +121,8 @@ export interface CableStats {
   bytes: number;
   /** bytes held outside the ring: protocol lines not sent yet, bytes read past the OPEN line not in the ring yet */
   queued: number;
+  /** source: bytes of the server's data consume() discarded (clock=1, before start()) */
+  consumed: number;
   /** the server's socket is plugged and not closed */
   open: boolean;
   eof: boolean;
@@ -163,6 +165,15 @@ export interface Cable extends EventEmitter {
   finish(line: string | null, drain: boolean): void;
   /** serves the socket now (a sink delivers what the ring holds, below its wake-up size too) */
   kick(): void;
+  /**
+   * source before start() (OPEN clock=1: the loop's clock runs while no
+   * client does): discards up to `bytes` (whole frames) of what the server
+   * sent, oldest first: what is held, and what the socket has at once.
+   * Never more: what the server has not sent yet is not owed (a writer
+   * behind the clock underruns it). Nothing after start(); stats().consumed
+   * counts what went.
+   */
+  consume(bytes: number): void;
   stats(): CableStats;
   /**
    * The server's end now, without waiting for the event ('eof'/'error' come

@@ -168,6 +168,66 @@ describe('native cable fd mode (real sound server, paplay/parecord)', function (
     assert.equal(native.cableStats(cable).fdOpen, false);
   });
 
+  it('playback cableConsume (clock=1): discards whole frames of what the server sent, oldest first (held, then the fd), never what it has not sent; a client then records the rest in order', async function () {
+    const name = `audioloop_cable_${process.pid}_${seq++}`;
+    const { cable, events, next } = cableWithNode('source', name, 1 << 16);
+    const pair = await socketPair(tmp);
+    cleanups.push(pair.close);
+    const frames = 40000;
+    const pcm = counterPcm(FMT.format, FMT.channels, frames);
+    const restFrames = 100;
+    assert.equal(native.cablePlug(cable, fdOf(pair.ours), pcm.subarray(0, restFrames * FB), 1 << 14), 0);
+    pair.ours.destroy();
+    // only the bytes past the OPEN line are there: they go, the rest of the 5000 frames is not owed
+    assert.equal(native.cableConsume(cable, 5000 * FB), restFrames * FB);
+    await new Promise((r) => setTimeout(r, 100)); // [io] tried the fd meanwhile (EAGAIN: the debt is dropped)
+    assert.equal(native.cableStats(cable).consumed, restFrames * FB);
+    await new Promise<void>((r) => pair.peer.write(pcm.subarray(restFrames * FB), () => r())); // all of it in the kernel
+    pair.peer.end();
+    await waitFor(() => native.cableStats(cable).queued >= 1 << 14, 5000, 'read-ahead up to hold');
+    // whole frames only: 3 bytes more are not a frame
+    assert.equal(native.cableConsume(cable, 1000 * FB + 3), 1000 * FB);
+    // more than is held: the held frames now, the rest by [io] from what the fd has
+    const now = native.cableConsume(cable, 19900 * FB);
+    assert.ok(now > 0 && now <= 1 << 14 && now % FB === 0, `held part ${now}`);
+    const gone = restFrames + 1000 + 19900;
+    await waitFor(() => native.cableStats(cable).consumed === gone * FB, 5000, `${gone} frames consumed`).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${native.cableStats(cable).consumed / FB}`);
+    });
+    const held = native.cableStats(cable);
+    assert.deepEqual({ fill: held.fill, fdBytes: held.fdBytes }, { fill: 0, fdBytes: 0 }, 'nothing entered the ring');
+    assert.equal(events.length, 0, 'no event before START');
+    assert.equal(native.cableConsume(cable, 4097), 4096, 'one frame more, whole frames');
+    const consumed = gone + 1024;
+    await waitFor(() => native.cableStats(cable).consumed === consumed * FB, 5000, 'consumed');
+
+    const rec = driver.record(name, FMT);
+    cleanups.push(() => rec.stop());
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(native.cableStart(cable, 'START\n'), 0);
+    assert.equal(native.cableConsume(cable, 1000 * FB), 0, 'nothing is consumed after START');
+    assert.equal(await next('eof'), 0);
+    assert.equal(await next('drained'), 0);
+    const rest = frames - consumed;
+    await waitFor(() => (checkCounterSkippingSilence(rec.data(), FMT.format, FMT.channels).frames >= rest ? true : null), 10000, 'the rest recorded').catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(checkCounterSkippingSilence(rec.data(), FMT.format, FMT.channels))}`);
+    });
+    rec.stop();
+    await rec.done;
+    const run = checkCounterSkippingSilence(rec.data(), FMT.format, FMT.channels);
+    assert.deepEqual({ first: run.first, frames: run.frames, bad: run.bad }, { first: consumed, frames: rest, bad: 0 }, 'from the first frame not consumed, every frame, in order');
+    const st = native.cableStats(cable);
+    assert.equal(st.consumed, consumed * FB);
+    assert.equal(st.fdBytes, rest * FB, 'what was not consumed crossed to the ring');
+    // a capture cable has nothing to consume
+    const sink = cableWithNode('sink', `audioloop_cable_${process.pid}_${seq++}`, 1 << 16);
+    const p2 = await socketPair(tmp);
+    cleanups.push(p2.close);
+    assert.equal(native.cablePlug(sink.cable, fdOf(p2.ours), null, 0), 0);
+    p2.ours.destroy();
+    assert.equal(native.cableConsume(sink.cable, 4096), -22 /* EINVAL */);
+  });
+
   it('capture: a playing client reaches the fd bit-exact after START; finish with drain delivers the ring, then EOF', async function () {
     const name = `audioloop_cable_${process.pid}_${seq++}`;
     const { cable, events, next, links } = cableWithNode('sink', name, 1 << 18);
