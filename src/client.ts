@@ -12,12 +12,19 @@
  * (readable/writable, if it was taken) is destroyed with that error and
  * replaced: `srv.readable` / `srv.writable` then give a new stream on the
  * same connection, which waits again. 'timeout' (err) is emitted each time.
+ *
+ * clock (OPEN clock=1): nothing waits for a client. Read mode: until START
+ * the daemon's SILENCE lines become that many frames of silence on the
+ * read side (read()/readable), then the client's PCM follows; write mode:
+ * writes go out at once and the daemon consumes them at the loop's rate
+ * until START, then clients record what follows. `silenceFrames` counts the
+ * frames of silence received.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
-import { frameBytes, validateFormat, type PcmFormat, type SampleFormat } from './format';
+import { FORMAT_INFO, frameBytes, validateFormat, type PcmFormat, type SampleFormat } from './format';
 import { makeError, type AudioloopError } from './errors';
 import {
   controlSocketPath,
@@ -29,6 +36,7 @@ import {
   loopSocketPath,
   parseErr,
   parseOk,
+  parseSilence,
   parseStart,
   parseTimeout,
   WAIT_MS,
@@ -54,6 +62,12 @@ export interface OpenServerOptions {
    * next one waits again; absent: wait forever
    */
   waitMs?: number;
+  /**
+   * run the loop's clock until a client starts (OPEN clock=1): a reader gets
+   * silence at the loop's rate, a writer's data is consumed at that rate;
+   * nothing waits for a client. Default false: the first read/write waits.
+   */
+  clock?: boolean;
 }
 
 export interface ClientStart {
@@ -77,7 +91,7 @@ export async function openServer(instance: number, opts: OpenServerOptions): Pro
   const dir = opts.socketDir ?? defaultSocketDir();
   const path = loopSocketPath(dir, instance);
   const sock = await connect(path, dir, instance);
-  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, ...(opts.latencyMs !== undefined ? { latencyMs: opts.latencyMs } : {}), ...(opts.waitMs !== undefined ? { waitMs: opts.waitMs } : {}), app: opts.app ?? 'audioloop-client', pid: process.pid }));
+  sock.write(formatOpen({ mode: opts.mode, ...fmt, nonblock: !!opts.nonblock, ...(opts.latencyMs !== undefined ? { latencyMs: opts.latencyMs } : {}), ...(opts.waitMs !== undefined ? { waitMs: opts.waitMs } : {}), ...(opts.clock ? { clock: true } : {}), app: opts.app ?? 'audioloop-client', pid: process.pid }));
   const reader = new LineReader(4096);
   const reply = await new Promise<OkReply>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
@@ -124,7 +138,7 @@ export async function openServer(instance: number, opts: OpenServerOptions): Pro
     sock.on('end', onEnd);
     sock.on('error', onError);
   });
-  return new LoopServer(sock, reply, !!opts.nonblock, reader);
+  return new LoopServer(sock, reply, !!opts.nonblock, reader, !!opts.clock);
 }
 
 function connect(path: string, dir: string, instance: number): Promise<net.Socket> {
@@ -160,6 +174,8 @@ export class LoopServer extends EventEmitter {
   error: AudioloopError | null = null;
   /** TIMEOUT lines received (waitMs): each is one ETIMEDOUT */
   timeouts = 0;
+  /** clock: frames of silence received in SILENCE lines before START (read mode) */
+  silenceFrames = 0;
   private readonly startPromise: Promise<ClientStart>;
   private resolveStart!: (c: ClientStart) => void;
   private rejectStart!: (e: Error) => void;
@@ -174,7 +190,7 @@ export class LoopServer extends EventEmitter {
   private closed = false;
   private readOnce = false;
 
-  constructor(private readonly sock: net.Socket, ok: OkReply, nonblock: boolean, reader: LineReader) {
+  constructor(private readonly sock: net.Socket, ok: OkReply, nonblock: boolean, reader: LineReader, readonly clock = false) {
     super();
     this.instance = ok.instance;
     this.node = ok.node;
@@ -253,6 +269,7 @@ export class LoopServer extends EventEmitter {
       this.timeoutPending = null;
       throw pending;
     }
+    if (this.clock) return; // the loop's clock runs: nothing waits for a client
     await new Promise<void>((resolve, reject) => {
       const w = (e: AudioloopError | null): void => {
         this.startWaiters.delete(w);
@@ -285,6 +302,13 @@ export class LoopServer extends EventEmitter {
         const timeout = started ? null : parseTimeout(line);
         if (timeout !== null) {
           this.onTimeout(timeout);
+          continue;
+        }
+        const silence = started || this.mode !== 'read' ? null : parseSilence(line);
+        if (silence !== null) {
+          // clock=1: this many frames of silence are due before a client starts
+          this.silenceFrames += silence;
+          this._readable!.deliver(Buffer.alloc(silence * this.frameBytes, FORMAT_INFO[this.format.format].silence));
           continue;
         }
         if (!started && line === RESET_LINE) {
@@ -470,7 +494,7 @@ class ServerWritable extends Writable {
       return;
     }
     this.inflight = cb;
-    this.owner.waitForClient().then(
+    (this.owner.clock && !this.owner.client ? Promise.resolve() : this.owner.waitForClient()).then(
       () => {
         if (this.inflight !== cb) return;
         const s = this.owner.socket();

@@ -44,7 +44,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Backend, Cable, CableFactory, ClientInfo, Endpoint, EndpointOptions } from './backend/types';
 import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
-import { formatOk, formatReset, formatStart, formatTimeout, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
+import { formatOk, formatReset, formatSilence, formatStart, formatTimeout, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
 import { PeakMeter } from './dsp/level';
 import { grantedLatency, ringFor, type LatencyStatus } from './latency';
@@ -111,6 +111,23 @@ export interface LoopStatus {
   nodeId: number;
   /** requested (OPEN latency=MS) and granted (the graph's quantum) latency; null when closed */
   latency: LatencyStatus | null;
+  /** OPEN clock=1: the loop's clock before START; null without clock=1 (or closed) */
+  clock: ClockStatus | null;
+}
+
+export interface ClockStatus {
+  /** when it started (the OK line) */
+  since: string;
+  /** it runs (no client has started yet); false after START */
+  running: boolean;
+  /** frames the clock ran: read mode, the silence frames sent in SILENCE lines; write mode, the frames of the server's data due */
+  frames: number;
+  /** read mode: SILENCE lines sent */
+  lines: number;
+  /** write mode: bytes of the server's data discarded (never played) */
+  consumedBytes: number;
+  /** read mode: frames due while the server did not read (its socket full) beyond a ring's worth, never sent */
+  droppedFrames: number;
 }
 
 export interface SessionStatus {
@@ -161,6 +178,24 @@ interface Session {
   /** wait=MS: the next TIMEOUT line while no client started, and how many were sent */
   waitTimer: NodeJS.Timeout | null;
   timeouts: number;
+  /** clock=1: the loop's clock for the server before START */
+  clock: ServerClock | null;
+}
+
+/** OPEN clock=1 (see Loop.clockTick) */
+interface ServerClock {
+  /** performance.now() at the start: every count is computed from it, so timer jitter never drifts */
+  t0: number;
+  since: Date;
+  timer: NodeJS.Timeout | null;
+  /** the tick boundary the timer is armed for (t0 + tick x CLOCK_TICK_MS) */
+  tick: number;
+  running: boolean;
+  frames: number;
+  lines: number;
+  /** the JS data plane's discarded bytes (the native one counts its own: CableStats.consumed) */
+  consumed: number;
+  dropped: number;
 }
 
 const READ_CHUNK = 1 << 14;
@@ -174,6 +209,15 @@ const MAX_CLIENT_BUFFER_S = 10;
  * small, since the server is meant to be held at its socket buffer
  */
 const HOLD_BYTES = 1 << 16;
+/** clock=1: one tick of the loop's clock (a SILENCE line, or a consume) every this many ms */
+export const CLOCK_TICK_MS = 10;
+/** clock=1, read mode: a server counts as not reading once this many bytes of lines wait in the daemon */
+const CLOCK_BACKLOG_BYTES = 1024;
+
+/** whole frames due `ms` after a clock's start at `rate` Hz (computed from the start: no drift) */
+export function framesDue(ms: number, rate: number): number {
+  return ms <= 0 ? 0 : Math.floor((ms * rate) / 1000);
+}
 
 export class Loop extends EventEmitter {
   private _state: LoopState = 'idle';
@@ -295,14 +339,15 @@ export class Loop extends EventEmitter {
     const s: Session = {
       socket, req, cable, finishing: false, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
       meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, streams: 0, seen: new Set(), logged: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
-      waitTimer: null, timeouts: 0,
+      waitTimer: null, timeouts: 0, clock: null,
     };
     this.s = s;
     const ok = formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame });
     if (cable) cable.line(ok);
     else socket.write(ok);
-    this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz${req.waitMs ? ` wait=${req.waitMs}` : ''}`);
+    this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz${req.waitMs ? ` wait=${req.waitMs}` : ''}${req.clock ? ' clock=1' : ''}`);
     if (req.waitMs !== undefined) this.armWait(s, req.waitMs);
+    if (req.clock) this.startClock(s);
     if (cable) {
       this.bindCable(s, cable);
       if (ep) this.bindEndpoint(s, ep);
@@ -360,6 +405,112 @@ export class Loop extends EventEmitter {
       }
       this.armWait(s, ms);
     }, ms);
+  }
+
+  /**
+   * clock=1: until START the loop's clock runs for the server, so that a
+   * network server keeps sending and receiving in real time while no client
+   * plays (the seed's wait "may last forever"). Ticks every CLOCK_TICK_MS;
+   * what is due is counted from the start on the monotonic clock.
+   */
+  private startClock(s: Session): void {
+    s.clock = { t0: performance.now(), since: new Date(), timer: null, tick: 0, running: true, frames: 0, lines: 0, consumed: 0, dropped: 0 };
+    this.log.info(
+      `clock=1: the loop's clock runs until a client starts (${s.req.mode === 'read' ? 'SILENCE lines to the server' : "the server's data is consumed"} at ${s.req.rate} Hz)`,
+    );
+    this.armClock(s);
+  }
+
+  private armClock(s: Session): void {
+    const c = s.clock;
+    if (!c || !c.running) return;
+    // the next tick boundary after the last one and after now (after a stall
+    // of the event loop: at once, and one tick covers it all); a timer that
+    // fires a little early (libuv's cached ms) only sends less this tick
+    const elapsed = performance.now() - c.t0;
+    c.tick = Math.max(c.tick + 1, Math.floor(elapsed / CLOCK_TICK_MS) + 1);
+    c.timer = setTimeout(() => {
+      c.timer = null;
+      this.clockTick(s);
+      this.armClock(s);
+    }, Math.max(0, Math.ceil(c.tick * CLOCK_TICK_MS - elapsed)));
+  }
+
+  /** the clock stops for good (START, or the session's end); START calls clockTick first */
+  private stopClock(s: Session): void {
+    const c = s.clock;
+    if (!c) return;
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+    c.running = false;
+  }
+
+  /**
+   * One tick: the frames due since the start, minus those accounted for.
+   * Read mode: `SILENCE frames=N` (N > 0) to the server; while it does not
+   * read (lines wait in the daemon) nothing is sent, and what is due beyond
+   * a ring's worth is dropped (an overrun, as the ring would after START).
+   * Write mode: that many frames of what the server sent are consumed
+   * (discarded); a server behind the clock is not owed them. After the
+   * server's EOF the loop ends once everything it sent was consumed.
+   */
+  private clockTick(s: Session): void {
+    const c = s.clock;
+    if (!c || !c.running || this.s !== s || this._state !== 'waiting') return;
+    const due = framesDue(performance.now() - c.t0, s.req.rate);
+    const n = due - c.frames;
+    if (s.req.mode === 'read') {
+      if (n <= 0) return;
+      if (s.cable ? s.finishing : s.socket.destroyed || s.socket.writableEnded) return;
+      const backlog = s.cable ? s.cable.stats().queued : s.socket.writableLength;
+      if (backlog > CLOCK_BACKLOG_BYTES) {
+        const keep = Math.floor(s.epOptions.ringBytes / s.frame);
+        if (n > keep) {
+          c.dropped += n - keep;
+          c.frames += n - keep;
+        }
+        return;
+      }
+      try {
+        if (s.cable) s.cable.line(formatSilence(n));
+        else s.socket.write(formatSilence(n));
+      } catch (e) {
+        this.log.debug(`SILENCE not sent: ${(e as Error).message}`);
+        return;
+      }
+      c.frames = due;
+      c.lines++;
+      return;
+    }
+    if (n > 0) {
+      c.frames = due;
+      this.consume(s, n * s.frame);
+    }
+    if (s.serverEnded && this.heldBytes(s) < s.frame) void this.close(s, 'the server finished writing and the clock consumed everything it wrote (clock=1, no client)');
+  }
+
+  /** write mode, clock=1: discards up to `bytes` (whole frames) of what the server sent */
+  private consume(s: Session, bytes: number): void {
+    if (s.cable) {
+      try {
+        s.cable.consume(bytes);
+      } catch (e) {
+        this.log.debug(`consume: ${(e as Error).message}`);
+      }
+      return;
+    }
+    const whole = s.pending.length - (s.pending.length % s.frame);
+    const take = Math.min(bytes - (bytes % s.frame), whole);
+    if (take > 0) {
+      s.pending = s.pending.subarray(take);
+      s.clock!.consumed += take;
+    }
+    if (!s.serverEnded && !s.socket.destroyed && s.pending.length < HOLD_BYTES) s.socket.resume();
+  }
+
+  /** write mode: bytes received from the server and not in the ring (nor consumed) */
+  private heldBytes(s: Session): number {
+    return s.cable ? s.cable.stats().queued : s.pending.length;
   }
 
   /** The native data plane: the cable's events drive the session. */
@@ -447,6 +598,16 @@ export class Loop extends EventEmitter {
     s.sessionSince = new Date();
     if (s.waitTimer) clearTimeout(s.waitTimer);
     s.waitTimer = null;
+    if (s.clock?.running) {
+      // what is due up to now, then the clock stops: from START on PCM flows
+      this.clockTick(s);
+      this.stopClock(s);
+      const cl = s.clock;
+      this.log.info(
+        `clock=1: stopped at START after ${cl.frames} frames (${(cl.frames / s.req.rate).toFixed(3)} s)` +
+          (s.req.mode === 'read' ? ` in ${cl.lines} SILENCE lines` : `, ${this.clockConsumed(s)} bytes of the server's data consumed`),
+      );
+    }
     const clients = s.ep?.clients() ?? [];
     const c = clients[0];
     const start = formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null });
@@ -456,6 +617,13 @@ export class Loop extends EventEmitter {
     this.onLinksChanged(s);
     if (s.req.mode === 'read') this.pump(s);
     else this.feed(s);
+    // clock=1: the server finished writing before a client started; what the clock left is played out
+    if (s.req.mode === 'write' && s.serverEnded && this.s === s && (this._state as LoopState) === 'running') this.onServerEnd(s);
+  }
+
+  /** clock=1, write mode: bytes of the server's data discarded so far */
+  private clockConsumed(s: Session): number {
+    return s.cable ? s.cable.stats().consumed : s.clock?.consumed ?? 0;
   }
 
   /** Every client paused (corked) or gone: not an end of the session; the links decide that. */
@@ -520,6 +688,7 @@ export class Loop extends EventEmitter {
     s.graceTimer = null;
     s.drainTimer = null;
     s.waitTimer = null;
+    this.stopClock(s);
   }
 
   /** The client side is gone: ECONNRESET for the server, after what is in flight. */
@@ -571,6 +740,10 @@ export class Loop extends EventEmitter {
       this.setState('draining', 'the server finished writing');
       if (s.cable) this.playOut(s);
       else this.feed(s);
+    } else if (this._state === 'waiting' && s.req.mode === 'write' && s.clock?.running) {
+      // clock=1: what it sent is consumed in real time first (clockTick ends the loop then)
+      this.log.info(`the server finished writing; the clock consumes the ${this.heldBytes(s)} bytes it still holds`);
+      this.clockTick(s);
     } else if (this._state === 'waiting' || this._state === 'running') {
       void this.close(s, 'the server closed its end');
     }
@@ -796,6 +969,16 @@ export class Loop extends EventEmitter {
       queued: cs ? cs.queued : s ? (s.req.mode === 'write' ? s.pending.length : s.socket.writableLength) : 0,
       nodeId: st?.nodeId ?? -1,
       latency: s ? grantedLatency(s.req, st?.quantum ?? 0) : null,
+      clock: s?.clock
+        ? {
+            since: s.clock.since.toISOString(),
+            running: s.clock.running,
+            frames: s.clock.frames,
+            lines: s.clock.lines,
+            consumedBytes: this.clockConsumed(s),
+            droppedFrames: s.clock.dropped,
+          }
+        : null,
     };
   }
 }

@@ -2,11 +2,16 @@
  * The server-end socket protocol (version 1). Documented in README.md
  * ("Server protocol"); any language can speak it with a unix socket.
  *
- *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [latency=MS] [wait=MS] [app=NAME] [pid=N]\n
+ *   server -> daemon   OPEN mode=read|write format=F rate=R channels=C [nonblock=0|1] [latency=MS] [wait=MS] [clock=0|1] [app=NAME] [pid=N]\n
  *   daemon -> server   OK instance=N node=audioloopN mode=M format=F rate=R channels=C frame=BYTES\n
  *                 or   ERR CODE ERRNO message\n   (then the daemon closes)
  *   daemon -> server   TIMEOUT wait=MS\n   (wait=MS only) MS after OK and every MS after that
  *                      until START: no client started; the connection stays open
+ *   daemon -> server   SILENCE frames=N\n   (clock=1, mode=read) before START, every ~10 ms:
+ *                      N frames of silence are due by the daemon's clock (the server
+ *                      reads them as N frames of silence); mode=write with clock=1:
+ *                      the daemon consumes (discards) the server's data at the loop's
+ *                      rate until START, so the writer is not held
  *   daemon -> server   START [app=NAME] [pid=N]\n   once, when the first client starts
  *   then, mode=read:   raw PCM daemon -> server; EOF = the client went away (ECONNRESET)
  *         mode=write:  raw PCM server -> daemon; daemon -> server `RESET\n` then close
@@ -24,7 +29,7 @@
  *              characters; the connection ended in the middle of the line
  *   EINVAL     mode missing / not read|write (read+write says so); format, rate,
  *              channels, nonblock (0|1), latency (integer ms, 1-1000), wait
- *              (integer ms, 1-86400000), pid (positive integer) out of range;
+ *              (integer ms, 1-86400000), clock (0|1), pid (positive integer) out of range;
  *              control characters in app (it is cut to 64 characters)
  *   ETIMEDOUT  no complete line within the daemon's handshake timeout (5 s)
  *   EBUSY      the server end is already open; ENODEV no sound server
@@ -45,6 +50,12 @@ export interface OpenRequest extends PcmFormat {
   latencyMs?: number;
   /** wait=MS: a TIMEOUT line every MS without a client start; absent: wait forever (the seed's behaviour) */
   waitMs?: number;
+  /**
+   * clock=1: until START the daemon runs the loop's clock for the server:
+   * read mode, SILENCE lines (the silence due); write mode, the server's
+   * data is consumed at the loop's rate. Absent (clock=0): the server waits.
+   */
+  clock?: boolean;
   app?: string;
   pid?: number;
 }
@@ -82,6 +93,19 @@ export function parseTimeout(line: string): number | null {
   const m = /^TIMEOUT(?: wait=([0-9]{1,9}))?$/.exec(line);
   if (!m) return null;
   return m[1] ? Number(m[1]) : 0;
+}
+
+/** the line the daemon sends a reading server with clock=1 before START: N frames of silence are due */
+export const SILENCE_WORD = 'SILENCE';
+
+export function formatSilence(frames: number): string {
+  return `${SILENCE_WORD} frames=${frames}\n`;
+}
+
+/** the N of a SILENCE line (a positive integer), or null for any other line */
+export function parseSilence(line: string): number | null {
+  const m = /^SILENCE frames=([1-9][0-9]{0,9})$/.exec(line);
+  return m ? Number(m[1]) : null;
 }
 
 // strict, and a byte-order mark stays in the text (so "\uFEFFOPEN" is not OPEN)
@@ -134,7 +158,7 @@ function parseFields(words: string[]): Map<string, string> {
   return fields;
 }
 
-const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'latency', 'wait', 'app', 'pid']);
+const OPEN_KEYS = new Set(['mode', 'format', 'rate', 'channels', 'nonblock', 'latency', 'wait', 'clock', 'app', 'pid']);
 
 /** the range of OPEN's latency=MS */
 export const LATENCY_MS = { min: 1, max: 1000 } as const;
@@ -189,6 +213,11 @@ export function parseOpen(line: string): OpenRequest {
       throw new ProtocolError('EINVAL', `wait must be an integer number of milliseconds, ${WAIT_MS.min}-${WAIT_MS.max}`);
     req.waitMs = wait;
   }
+  const clock = fields.get('clock');
+  if (clock !== undefined) {
+    if (clock !== '0' && clock !== '1') throw new ProtocolError('EINVAL', 'clock must be 0 (wait for a client) or 1 (run the clock before a client starts)');
+    if (clock === '1') req.clock = true;
+  }
   const app = fields.get('app');
   if (app !== undefined && app !== '') {
     if (CONTROL.test(app)) throw new ProtocolError('EINVAL', 'app must not contain control characters');
@@ -206,6 +235,7 @@ export function formatOpen(req: OpenRequest): string {
   let line = `OPEN mode=${req.mode} format=${req.format} rate=${req.rate} channels=${req.channels} nonblock=${req.nonblock ? 1 : 0}`;
   if (req.latencyMs !== undefined) line += ` latency=${req.latencyMs}`;
   if (req.waitMs !== undefined) line += ` wait=${req.waitMs}`;
+  if (req.clock) line += ' clock=1';
   if (req.app) line += ` app=${encodeURIComponent(req.app)}`;
   if (req.pid !== undefined) line += ` pid=${req.pid}`;
   return line + '\n';

@@ -78,6 +78,7 @@ export async function cmdBridge(argv: string[]): Promise<number> {
         'idle-exit': { type: 'string' },
         latency: { type: 'string' },
         wait: { type: 'string' },
+        clock: { type: 'boolean' },
         'socket-dir': { type: 'string', short: 's' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -122,10 +123,11 @@ export async function cmdBridge(argv: string[]): Promise<number> {
         ...(socketDir ? { socketDir } : {}),
         ...(latencyMs !== undefined ? { latencyMs } : {}),
         ...(waitMs !== undefined ? { waitMs } : {}),
+        ...(values.clock ? { clock: true } : {}),
       });
       return await runWithSignals(sender, async () => {
         await sender.open();
-        say(`${sender.server!.node}: sending Opus RTP to ${send} (ssrc ${sender.ssrc})${values.sdp ? `, SDP in ${values.sdp}` : ''}; waiting for a client to play...`);
+        say(`${sender.server!.node}: sending Opus RTP to ${send} (ssrc ${sender.ssrc})${values.sdp ? `, SDP in ${values.sdp}` : ''}; ${values.clock ? 'silence until a client plays (--clock)' : 'waiting for a client to play'}...`);
         sender.server!.once('start', (c: { app?: string }) => say(`client ${c.app ?? '?'} started`));
         const why = await sender.run();
         const s = sender.stats;
@@ -151,10 +153,11 @@ export async function cmdBridge(argv: string[]): Promise<number> {
       ...(socketDir ? { socketDir } : {}),
       ...(latencyMs !== undefined ? { latencyMs } : {}),
       ...(waitMs !== undefined ? { waitMs } : {}),
+      ...(values.clock ? { clock: true } : {}),
     });
     return await runWithSignals(receiver, async () => {
       await receiver.open();
-      say(`${receiver.server!.node}: receiving Opus RTP on ${host}:${receiver.boundPort}; waiting for a client to record...`);
+      say(`${receiver.server!.node}: receiving Opus RTP on ${host}:${receiver.boundPort}; ${values.clock ? 'played to nobody until a client records (--clock)' : 'waiting for a client to record'}...`);
       receiver.server!.once('start', (c: { app?: string }) => say(`client ${c.app ?? '?'} started`));
       const why: ReceiverEnd = await receiver.run();
       const m = receiver.metrics();

@@ -34,6 +34,10 @@ options:
       --wait SEC          give up when no client starts within SEC seconds
                           (0.001-86400): exit 6, a message naming ETIMEDOUT
                           (default: wait forever)
+      --clock             do not wait for a client (OPEN clock=1): send:
+                          Opus of silence at the loop's rate until a client
+                          plays; receive: the stream is played to nobody
+                          (the daemon consumes it) until a client records
       --bitrate BPS       (send) Opus bitrate, 6000-510000 (default 64000 per channel)
       --payload-type PT   RTP payload type ${DYNAMIC_PT_MIN}-${DYNAMIC_PT_MAX} (send: default 96;
                           receive: default the first dynamic type seen)

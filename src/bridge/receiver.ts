@@ -58,6 +58,8 @@ export interface ReceiverOptions {
   latencyMs?: number;
   /** give up (ETIMEDOUT) when no client starts within this many ms (OPEN wait=MS) */
   waitMs?: number;
+  /** do not wait for a client: the loop's clock runs until one starts (OPEN clock=1) */
+  clock?: boolean;
   metricsIntervalMs?: number;
 }
 
@@ -139,7 +141,7 @@ export class RtpReceiver extends EventEmitter {
     this.sock.on('error', (e) => this.emit('warning', e));
     this.sock.on('message', (msg, rinfo) => this.onDatagram(msg, `${rinfo.address}:${rinfo.port}`));
     try {
-      this.srv = await openServer(this.opts.instance, { mode: 'write', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}), app: 'audioloop bridge --receive', socketDir });
+      this.srv = await openServer(this.opts.instance, { mode: 'write', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}), ...(this.opts.clock ? { clock: true } : {}), app: 'audioloop bridge --receive', socketDir });
     } catch (e) {
       this.sock.close();
       this.sock = null;
@@ -195,7 +197,8 @@ export class RtpReceiver extends EventEmitter {
     });
     srv.writable.on('error', (e) => this.onWriteError(e));
     srv.once('start', () => this.startOutput());
-    if (srv.client) this.startOutput();
+    // clock=1: the daemon consumes what we write until a client starts, so the output runs from now
+    if (srv.client || srv.clock) this.startOutput();
     // idle watch also before a client starts
     this.timer = setInterval(() => this.checkIdle(), 100);
     try {

@@ -43,6 +43,8 @@ export interface SenderOptions {
   latencyMs?: number;
   /** give up (ETIMEDOUT) when no client starts within this many ms (OPEN wait=MS) */
   waitMs?: number;
+  /** do not wait for a client: the loop's clock runs until one starts (OPEN clock=1) */
+  clock?: boolean;
   ssrc?: number;
   /** report metrics to the daemon every this many ms (0: never) */
   metricsIntervalMs?: number;
@@ -98,7 +100,7 @@ export class RtpSender extends EventEmitter {
   /** Opens the loop and the UDP socket, writes the SDP; resolves when the loop is open. */
   async open(): Promise<void> {
     const socketDir = this.opts.socketDir ?? defaultSocketDir();
-    this.srv = await openServer(this.opts.instance, { mode: 'read', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}), app: 'audioloop bridge --send', socketDir });
+    this.srv = await openServer(this.opts.instance, { mode: 'read', format: 's16le', rate: this.rate, channels: this.channels, ...(this.opts.latencyMs !== undefined ? { latencyMs: this.opts.latencyMs } : {}), ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}), ...(this.opts.clock ? { clock: true } : {}), app: 'audioloop bridge --send', socketDir });
     if (this.rate !== OPUS_RTP_CLOCK) this.resampler = await Resampler.create({ channels: this.channels, inRate: this.rate, outRate: OPUS_RTP_CLOCK });
     this.sock = dgram.createSocket(isIP(this.opts.host) === 6 ? 'udp6' : 'udp4');
     this.sock.on('error', (e) => this.emit('warning', e));

@@ -111,6 +111,8 @@ Messages go to stderr.
                       (default: the clients'); status shows what was granted
       --wait SEC      give up when no client starts within SEC seconds (0.001-86400):
                       exit 6 with a message naming ETIMEDOUT (default: wait forever)
+      --clock         do not wait: until a client starts, record silence at the
+                      loop's rate (OPEN clock=1), then what the client plays
   -s, --socket-dir DIR
   -q, --quiet         no messages, no progress line
   -h, --help`,
@@ -134,6 +136,9 @@ what follows means "until the end of the stream"), or raw PCM with --raw.
                       (default: the clients'); status shows what was granted
       --wait SEC      give up when no client starts within SEC seconds (0.001-86400):
                       exit 6 with a message naming ETIMEDOUT (default: wait forever)
+      --clock         do not wait: until a client starts, the file plays to
+                      nobody at the loop's rate (the daemon consumes it; OPEN
+                      clock=1), then clients record what follows
   -s, --socket-dir DIR
   -q, --quiet         no messages, no progress line
   -h, --help`,
@@ -349,6 +354,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
     quiet: { type: 'boolean', short: 'q' },
     latency: { type: 'string' },
     wait: { type: 'string' },
+    clock: { type: 'boolean' },
   });
   if (values.help) return help('record');
   const instance = instanceArg(positionals[0]);
@@ -364,7 +370,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
   let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
-  const lat = { ...latencyOpt(values.latency), ...waitOpt(values.wait) };
+  const lat = { ...latencyOpt(values.latency), ...waitOpt(values.wait), ...(values.clock ? { clock: true } : {}) };
   let srv;
   try {
     srv = await openServer(instance, { mode: 'read', format: format as SampleFormat, rate, channels, app: 'audioloop record', ...lat, ...(values['socket-dir'] ? { socketDir: values['socket-dir'] } : {}) });
@@ -388,7 +394,8 @@ async function cmdRecord(argv: string[]): Promise<number> {
   }
   const progress = progressFor('rec', srv.format, values.quiet);
   if (progress) say = (m) => progress.say(m);
-  say(`recording ${srv.node} (${describeFormat(srv.format)}) to ${where}${values.raw ? ' (raw)' : ''}; waiting for a client to play...`);
+  say(`recording ${srv.node} (${describeFormat(srv.format)}) to ${where}${values.raw ? ' (raw)' : ''}; ${values.clock ? 'silence until a client plays (--clock)' : 'waiting for a client to play'}...`);
+  if (values.clock) progress?.start();
   let interrupted = false;
   const onSig = (): void => {
     interrupted = true;
@@ -440,6 +447,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
     quiet: { type: 'boolean', short: 'q' },
     latency: { type: 'string' },
     wait: { type: 'string' },
+    clock: { type: 'boolean' },
   });
   if (values.help) return help('play');
   const instance = instanceArg(positionals[0]);
@@ -454,7 +462,7 @@ async function cmdPlay(argv: string[]): Promise<number> {
   const rawChannels = intArg(values.channels, '--channels', 1, 8) ?? 2;
   const fromStdin = file === '-';
   const where = fromStdin ? 'stdin' : file;
-  const lat = { ...latencyOpt(values.latency), ...waitOpt(values.wait) };
+  const lat = { ...latencyOpt(values.latency), ...waitOpt(values.wait), ...(values.clock ? { clock: true } : {}) };
   let say = (m: string): void => {
     if (!values.quiet) process.stderr.write(m + '\n');
   };
@@ -477,8 +485,12 @@ async function cmdPlay(argv: string[]): Promise<number> {
   }
   const progress = progressFor('play', srv.format, values.quiet, true);
   if (progress) say = (m) => progress.say(m);
-  say(`playing ${where} (${describeFormat(format)}) on ${srv.node}; waiting for a client to record...`);
-  srv.once('start', () => progress?.start());
+  say(`playing ${where} (${describeFormat(format)}) on ${srv.node}; ${values.clock ? 'to nobody at the loop\'s rate until a client records (--clock)' : 'waiting for a client to record'}...`);
+  if (values.clock) progress?.start();
+  srv.once('start', (c: { app?: string; pid?: number }) => {
+    if (values.clock) say(`client ${c.app ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''} started`);
+    progress?.start();
+  });
   let written = 0;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -529,11 +541,22 @@ async function cmdStatus(argv: string[]): Promise<number> {
   process.stdout.write(`sound server: ${st.soundServer.backend} (${st.soundServer.connected ? 'connected' : 'not connected'}), daemon pid ${st.pid}\n`);
   for (const line of alignColumns(rows)) process.stdout.write(line + '\n');
   for (const l of st.loops) if (l.latency && l.format) process.stdout.write(describeLatency(l.node, l.format.rate, l.latency) + '\n');
+  for (const l of st.loops) if (l.clock && l.format && l.mode) process.stdout.write(describeClock(l.node, l.mode, l.format.rate, l.clock) + '\n');
   for (const l of st.loops) if (l.session) process.stdout.write(describeSession(l.node, l.session, l.clients) + '\n');
   for (const l of st.loops) if (l.bridge) process.stdout.write(describeMetrics(l.node, l.bridge) + '\n');
   return EXIT.OK;
 }
 
+
+/** `audioloop0 clock (clock=1): running since 23:59:01.250, 144000 frames (3.000 s) of silence to the server in 300 SILENCE lines` */
+export function describeClock(node: string, mode: 'read' | 'write', rate: number, c: NonNullable<DaemonStatus['loops'][number]['clock']>): string {
+  const state = c.running ? `running since ${c.since.slice(11, 23)}` : 'stopped at START';
+  const what =
+    mode === 'read'
+      ? `${c.frames} frames (${(c.frames / rate).toFixed(3)} s) of silence to the server in ${c.lines} SILENCE lines${c.droppedFrames ? `, ${c.droppedFrames} frames dropped (the server did not read)` : ''}`
+      : `${c.frames} frames (${(c.frames / rate).toFixed(3)} s) due, ${c.consumedBytes} bytes of the server's data consumed`;
+  return `${node} clock (clock=1): ${state}, ${what}`;
+}
 
 /** `audioloop0 session since 23:59:01.250 (3 client streams so far): paplay (pid 12) linked, data flowing` */
 export function describeSession(node: string, ses: NonNullable<DaemonStatus['loops'][number]['session']>, clients: DaemonStatus['loops'][number]['clients']): string {

@@ -193,8 +193,8 @@ export function backendContract(setup: ContractSetup): void {
       await daemon.start();
     }
 
-    async function open(mode: 'read' | 'write', fmt: PcmFormat = S16, app = 'contract'): Promise<LoopServer> {
-      const srv = await openServer(0, { mode, socketDir: dir, app, ...fmt });
+    async function open(mode: 'read' | 'write', fmt: PcmFormat = S16, app = 'contract', clock = false): Promise<LoopServer> {
+      const srv = await openServer(0, { mode, socketDir: dir, app, ...fmt, ...(clock ? { clock } : {}) });
       servers.push(srv);
       return srv;
     }
@@ -364,6 +364,60 @@ export function backendContract(setup: ContractSetup): void {
         assert.equal(res.err?.syscall, 'write');
         await assert.rejects(srv.write(counterPcm('s16le', 2, 10)), { code: 'ECONNRESET' });
         await waitFor(async () => (await status()).state === 'idle', 5000, 'idle');
+      });
+    });
+
+    describe('clock=1: the loop\'s clock runs until a client starts', function () {
+      it('read: silence at once, no START; a player starts: START names it, after the silence every frame unchanged, then ECONNRESET', async () => {
+        await startDaemon();
+        const srv = await open('read', S16, 'contract', true);
+        const got = collect(srv);
+        await waitFor(() => got.bytes() >= 48000 * 4 * 0.3, 5000, '0.3 s of silence');
+        assert.equal(srv.client, null, 'no START');
+        assert.ok(got.data().every((b) => b === 0), 'silence');
+        const st = await status();
+        assert.deepEqual([st.state, st.bytes, st.clock?.running], ['waiting', 0, true]);
+        const frames = 36000;
+        const p = play(S16, counterPcm('s16le', 2, frames));
+        const end = await got.ended;
+        assert.equal((await p.done).code, 0);
+        assert.equal(end.err?.code, 'ECONNRESET');
+        assert.equal((srv.client as ClientStart | null)?.app, p.app, 'START names the player');
+        const data = got.data();
+        assert.ok(data.subarray(0, srv.silenceFrames * 4).every((b) => b === 0), 'the SILENCE frames are silence');
+        const c = checkCounter(data.subarray(srv.silenceFrames * 4), 's16le', 2);
+        assert.deepEqual([c.first, c.frames, c.bad], [0, frames, 0], JSON.stringify(c));
+      });
+
+      it('write: writes go through with no client and are consumed; a recorder starts: it records from the first frame not consumed, every frame in order', async () => {
+        await startDaemon();
+        const srv = await open('write', S16, 'contract', true);
+        // real time, 100 ms ahead, for 1 s: nothing holds the writer
+        const t0 = performance.now();
+        let written = 0;
+        while (performance.now() - t0 < 1000) {
+          const due = Math.floor(((performance.now() - t0 + 100) * 48000) / 1000);
+          if (due > written) {
+            await srv.write(counterPcm('s16le', 2, due - written, written));
+            written = due;
+          }
+          await sleep(20);
+        }
+        const before = await status();
+        assert.deepEqual([before.state, before.bytes, srv.client], ['waiting', 0, null]);
+        assert.ok(before.clock!.consumedBytes >= 48000 * 4 * 0.7, `consumed ${before.clock!.consumedBytes}`);
+        const r = record(S16);
+        await srv.waitForClient();
+        assert.equal((srv.client as ClientStart | null)?.app, r.app, 'START names the recorder');
+        const more = 48000;
+        await srv.write(counterPcm('s16le', 2, more, written));
+        written += more;
+        const st = await status();
+        assert.equal(st.clock?.running, false);
+        const consumed = st.clock!.consumedBytes / 4;
+        await waitFor(() => checkCounter(r.data(), 's16le', 2).tail > 0, 10000, 'the recorder to have it all');
+        const c = checkCounter(r.data(), 's16le', 2);
+        assert.deepEqual([c.first, c.frames, c.bad], [consumed % 30000, written - consumed, 0], JSON.stringify(c));
       });
     });
 
