@@ -31,10 +31,15 @@
  *              each MS without a client: the waiting read or write (readi,
  *              writei, snd_pcm_wait/poll_revents) returns -ETIMEDOUT once per
  *              TIMEOUT and the handle stays open, so the next one waits
- *              again (arecord/aplay stop: "Connection timed out"). The
+ *              again (arecord/aplay stop: "Connection timed out"). With
+ *              the argument clock 1 (OPEN clock=1) nothing waits for a
+ *              client: capture reads silence at the loop's rate until START
+ *              (each SILENCE frames=N line from the daemon puts N frames of
+ *              silence into the ring), playback writes at once and the
+ *              daemon consumes the data at the loop's rate until START. The
  *              poll descriptor is the socket, waiting for POLLIN (the START
  *              line; capture: then PCM); playback asks for POLLOUT only after
- *              START. poll_revents turns socket readiness into PCM readiness
+ *              START (clock 1: from the open). poll_revents turns socket readiness into PCM readiness
  *              (POLLIN/POLLOUT only when avail >= avail_min).
  *   capture    PCM from the socket goes into a ring of buffer_size frames;
  *              avail is its fill. When the client goes away the daemon
@@ -63,7 +68,8 @@
  * Plugin arguments (see 60-audioloop.conf): loop N (0-15), socket_dir DIR
  * (default as the daemon's: $XDG_RUNTIME_DIR/audioloop, else
  * /tmp/audioloop-<uid>), wait MS (0 = forever, the default; else
- * 1-86400000: OPEN wait=MS, see START above).
+ * 1-86400000: OPEN wait=MS, see START above), clock 0|1 (default 0; 1:
+ * OPEN clock=1, see START above).
  *
  * Threads: every callback runs on the application's thread that called
  * alsa-lib, under alsa-lib's PCM lock (or with it released around
@@ -105,6 +111,9 @@ struct audioloop {
 	int shut;          /* playback: our sending side is shut (drain) */
 	int wait_ms;       /* OPEN wait=MS, 0: wait forever */
 	int timed_out;     /* a TIMEOUT line not reported yet (-ETIMEDOUT) */
+	int clock;         /* OPEN clock=1: no wait for a client (silence / consumed until START) */
+	unsigned long long silence_frames; /* capture, clock 1: frames of SILENCE lines received */
+	unsigned long long silence_dropped; /* of those, the ones the ring had no room for (the program did not read) */
 
 	/* the parameters of the OPEN line (from hw_params) */
 	const char *fmt;
@@ -288,9 +297,11 @@ static int ensure_open(struct audioloop *al)
 	char comm[64], app[200], line[MAX_LINE + 1];
 	program_name(comm, sizeof(comm));
 	pct_encode(comm, app, sizeof(app));
-	char wait[32] = "";
+	char wait[48] = "";
 	if (al->wait_ms > 0)
 		snprintf(wait, sizeof(wait), " wait=%d", al->wait_ms);
+	if (al->clock)
+		snprintf(wait + strlen(wait), sizeof(wait) - strlen(wait), " clock=1");
 	int n = snprintf(line, sizeof(line), "OPEN mode=%s format=%s rate=%u channels=%u nonblock=%d%s app=%s pid=%d\n",
 			 al->io.stream == SND_PCM_STREAM_CAPTURE ? "read" : "write", al->fmt, al->rate,
 			 al->channels, al->io.nonblock ? 1 : 0, wait, app, (int)getpid());
@@ -335,6 +346,33 @@ static int ensure_open(struct audioloop *al)
 }
 
 /*
+ * [app] capture, clock 1: a SILENCE frames=N line before START puts N frames
+ * of silence into the ring; what does not fit is dropped (the program did
+ * not read: an overrun, as the daemon's ring would have after START).
+ */
+static void add_silence(struct audioloop *al, const char *line)
+{
+	char *end;
+	unsigned long long n = strtoull(line + 15, &end, 10);
+	if (*end || n == 0 || al->io.stream != SND_PCM_STREAM_CAPTURE || !al->ring)
+		return;
+	al->silence_frames += n;
+	size_t room = (al->ring_size - al->ring_fill) / al->frame;
+	if (n > room) {
+		al->silence_dropped += n - room;
+		n = room;
+	}
+	size_t left = (size_t)n * al->frame;
+	while (left > 0) {
+		size_t tail = (al->ring_head + al->ring_fill) % al->ring_size;
+		size_t len = al->ring_size - tail < left ? al->ring_size - tail : left;
+		memset(al->ring + tail, al->silence, len);
+		al->ring_fill += len;
+		left -= len;
+	}
+}
+
+/*
  * [app] consumes the START line when it is there; 1 started, 0 not yet,
  * -ENODEV ended. TIMEOUT lines before it set timed_out when consumed
  * (take_timeout); otherwise they stay in the socket for poll_revents or
@@ -354,6 +392,10 @@ static int check_start_ex(struct audioloop *al, int take_timeout)
 		r = take_line_ex(al->fd, line, sizeof(line), !take_timeout);
 		if (r == 1 && strncmp(line, "TIMEOUT", 7) == 0 && (line[7] == 0 || line[7] == ' ')) {
 			al->timed_out = 1;
+			continue;
+		}
+		if (r == 1 && strncmp(line, "SILENCE frames=", 15) == 0) {
+			add_silence(al, line);
 			continue;
 		}
 		break;
@@ -411,7 +453,9 @@ static void fill_ring(struct audioloop *al)
 /* playback: sends what the ring holds as far as the socket takes it (never blocks) */
 static int flush_ring(struct audioloop *al)
 {
-	if (al->fd < 0 || !al->started || al->gone)
+	if (!al->started && al->clock)
+		check_start(al); /* clock 1: data goes out before START; the START (or RESET) line first */
+	if (al->fd < 0 || (!al->started && !al->clock) || al->gone)
 		return al->gone ? -ENODEV : 0;
 	/* RESET or EOF from the daemon: the client went away */
 	char c;
@@ -499,6 +543,8 @@ static int wait_start(struct audioloop *al)
 			return s < 0 ? s : 0;
 		if (take_timeout(al) < 0)
 			return -ETIMEDOUT;
+		if (al->clock)
+			return 0; /* clock 1: nothing waits for a client */
 		if (al->io.nonblock)
 			return -EAGAIN;
 		int r = wait_fd(al->fd, POLLIN, -1, NULL);
@@ -586,8 +632,8 @@ static int al_poll_descriptors(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigne
 		return err;
 	pfd->fd = al->fd;
 	pfd->events = POLLIN;
-	/* playback: writable only matters once a client has started */
-	if (io->stream == SND_PCM_STREAM_PLAYBACK && al->started && !al->gone)
+	/* playback: writable only matters once a client has started (clock 1: at once) */
+	if (io->stream == SND_PCM_STREAM_PLAYBACK && (al->started || al->clock) && !al->gone)
 		pfd->events |= POLLOUT;
 	pfd->revents = 0;
 	return 1;
@@ -609,7 +655,7 @@ static int al_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned in
 		*revents = POLLERR;
 		return -ENODEV;
 	}
-	if (!al->started)
+	if (!al->started && (!al->clock || al->timed_out))
 		return take_timeout(al); /* wait MS: -ETIMEDOUT; else the START line is not complete yet */
 	if (io->stream == SND_PCM_STREAM_CAPTURE) {
 		snd_pcm_uframes_t avail = capture_avail(al);
@@ -654,7 +700,7 @@ static int al_drain(snd_pcm_ioplug_t *io)
 	struct audioloop *al = io->private_data;
 	if (io->stream != SND_PCM_STREAM_PLAYBACK || al->fd < 0)
 		return 0;
-	if (io->nonblock && (!al->started || al->ring_fill > 0))
+	if (io->nonblock && ((!al->started && !al->clock) || al->ring_fill > 0))
 		return -EAGAIN;
 	int err = wait_start(al);
 	if (err < 0)
@@ -761,8 +807,8 @@ static int al_close(snd_pcm_ioplug_t *io)
 static void al_dump(snd_pcm_ioplug_t *io, snd_output_t *out)
 {
 	struct audioloop *al = io->private_data;
-	snd_output_printf(out, "audioloop server end of loop %d (%s, %s)\n", al->loop,
-			  io->stream == SND_PCM_STREAM_CAPTURE ? "mode=read" : "mode=write", al->path);
+	snd_output_printf(out, "audioloop server end of loop %d (%s%s, %s)\n", al->loop,
+			  io->stream == SND_PCM_STREAM_CAPTURE ? "mode=read" : "mode=write", al->clock ? " clock=1" : "", al->path);
 }
 
 static const snd_pcm_ioplug_callback_t callbacks = {
@@ -813,7 +859,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(audioloop)
 {
 	(void)root;
 	long loop = 0;
-	int wait_ms = 0;
+	int wait_ms = 0, clock = 0;
 	const char *dir = NULL;
 	snd_config_iterator_t i, next;
 	snd_config_for_each(i, next, conf) {
@@ -857,7 +903,21 @@ SND_PCM_PLUGIN_DEFINE_FUNC(audioloop)
 			wait_ms = (int)v;
 			continue;
 		}
-		SNDERR("audioloop: unknown argument %s (known: loop, socket_dir, wait)", id);
+		if (!strcmp(id, "clock")) {
+			long v;
+			const char *str;
+			char *end;
+			if (snd_config_get_integer(n, &v) < 0 &&
+			    (snd_config_get_string(n, &str) < 0 || !*str || (v = strtol(str, &end, 10), *end)))
+				v = -1;
+			if (v != 0 && v != 1) {
+				SNDERR("audioloop: clock must be 0 (wait for a client) or 1 (silence / consume until a client starts)");
+				return -EINVAL;
+			}
+			clock = (int)v;
+			continue;
+		}
+		SNDERR("audioloop: unknown argument %s (known: loop, socket_dir, wait, clock)", id);
 		return -EINVAL;
 	}
 	if (loop < 0 || loop > 15) {
@@ -870,6 +930,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(audioloop)
 	al->fd = -1;
 	al->loop = (int)loop;
 	al->wait_ms = wait_ms;
+	al->clock = clock;
 	if (dir && *dir)
 		snprintf(al->dir, sizeof(al->dir), "%s", dir);
 	else
