@@ -127,6 +127,17 @@ void al_mirror_free_client(struct al_client_info *ci)
 	free(ci);
 }
 
+/* [loop] the client node at the other end of a link is known not to run */
+static bool peer_stopped(struct al_core *c, uint32_t node_id)
+{
+	struct al_node_info *n;
+	al_list_for_each(n, &c->nodes, struct al_node_info, link) {
+		if (n->id == node_id)
+			return n->stopped;
+	}
+	return false;
+}
+
 void al_mirror_update_links(struct al_core *c)
 {
 	struct al_stream *s;
@@ -140,7 +151,7 @@ void al_mirror_update_links(struct al_core *c)
 				if ((s->is_sink ? l->in_node : l->out_node) != node_id)
 					continue;
 				count++;
-				if (l->active)
+				if (l->active && !peer_stopped(c, s->is_sink ? l->out_node : l->in_node))
 					active++;
 			}
 		}

@@ -36,6 +36,14 @@ struct al_node_info {
 	 * from the bound node's info, e.g. a pulse recorder's fragsize), in
 	 * seconds; 0 when unknown.  Backends fill it for client streams only. */
 	double latency;
+	/* a bound client stream whose node is not running (yet, or paused):
+	 * its links carry nothing to or from it even while they are "active".
+	 * A link turns active before the peer's node has started (seen with
+	 * pw-mon: pacork's links active, then its node running, under load
+	 * some cycles later), so a playback cable that plays on the link
+	 * state alone loses its first quanta. Set by the backend ([loop]);
+	 * false for nodes whose state is not followed. */
+	bool stopped;
 	void *impl;           /* backend data */
 };
 
@@ -124,8 +132,9 @@ void al_stream_destroy(struct al_stream *s);
 /* [loop] mirror helpers for backends */
 void al_mirror_free_node(struct al_node_info *n);
 void al_mirror_free_client(struct al_client_info *ci);
-/* [loop] counts client links per stream, and the active ones; pushes
- * AL_EV_LINKS (a = links, b = active) when either count changes */
+/* [loop] counts client links per stream, and the active ones (link active
+ * and the peer's node not stopped); pushes AL_EV_LINKS (a = links,
+ * b = active) when either count changes */
 void al_mirror_update_links(struct al_core *c);
 
 extern const struct al_backend_ops al_pipewire_ops;

@@ -138,9 +138,11 @@ void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n)
 {
 	uint32_t done = 0;
 	bool fd_mode = atomic_load_explicit(&c->fd_mode, memory_order_acquire);
-	/* fd mode: data goes out only while a client's link is active: the
-	 * node may run a few cycles before its link to the client carries them
-	 * (seen: the first quantum after START lost by parecord/pw-record) */
+	/* fd mode: data goes out only while a client's link is active and the
+	 * client's node runs (active_links counts only those, backend.c): the
+	 * node may run cycles before its link to the client carries them (seen:
+	 * the first quantum after START lost by parecord/pw-record; a recorder
+	 * slow to take its Start in a running graph lost all of that time) */
 	if (atomic_load_explicit(&c->gate, memory_order_acquire) &&
 	    (!fd_mode || atomic_load_explicit(&c->active_links, memory_order_acquire) > 0)) {
 		/* whole frames only: a writer may have put part of one in */

@@ -72,7 +72,7 @@ struct al_cable {
 	_Atomic int drained;         /* playback after EOF: [rt] saw the ring empty */
 	/* set by the backend ([loop]), read by [rt] */
 	_Atomic uint32_t links;      /* client links to the node */
-	_Atomic uint32_t active_links; /* those of them active: a client's data flows */
+	_Atomic uint32_t active_links; /* those of them active, the client's node running: its data flows */
 	/* set by [js], read by [rt] */
 	_Atomic uint64_t wake_at_frames; /* JS mode: one data wake-up once frames_rt reaches it (0: off) */
 

@@ -243,16 +243,26 @@ static const struct pw_link_events link_events = {
 	.info = on_link_info,
 };
 
-/* a bound client stream's info: node.latency ("num/den") */
+/* a bound client stream's info: node.latency ("num/den"), and its state:
+ * only a running node takes or gives data on its links */
 static void on_node_info(void *data, const struct pw_node_info *info)
 {
 	struct pw_bound_impl *b = data;
 	struct al_node_info *n = b->info;
-	if (info == NULL || !(info->change_mask & PW_NODE_CHANGE_MASK_PROPS) || info->props == NULL)
+	if (info == NULL)
 		return;
-	const char *v = spa_dict_lookup(info->props, PW_KEY_NODE_LATENCY);
-	unsigned num = 0, den = 0;
-	n->latency = v != NULL && sscanf(v, "%u/%u", &num, &den) == 2 && den > 0 ? (double)num / den : 0;
+	if ((info->change_mask & PW_NODE_CHANGE_MASK_PROPS) && info->props != NULL) {
+		const char *v = spa_dict_lookup(info->props, PW_KEY_NODE_LATENCY);
+		unsigned num = 0, den = 0;
+		n->latency = v != NULL && sscanf(v, "%u/%u", &num, &den) == 2 && den > 0 ? (double)num / den : 0;
+	}
+	if (info->change_mask & PW_NODE_CHANGE_MASK_STATE) {
+		bool stopped = info->state != PW_NODE_STATE_RUNNING;
+		if (stopped != n->stopped) {
+			n->stopped = stopped;
+			al_mirror_update_links(b->pc->c);
+		}
+	}
 }
 
 static const struct pw_node_events node_events = {
@@ -323,8 +333,11 @@ static void registry_global(void *data, uint32_t id, uint32_t permissions, const
 		n->pid = v ? atoi(v) : -1;
 		v = props ? spa_dict_lookup(props, PW_KEY_CLIENT_ID) : NULL;
 		n->client_id = v ? (uint32_t)atoi(v) : AL_ID_NONE;
-		if (n->media_class != NULL && strncmp(n->media_class, "Stream/", 7) == 0)
+		if (n->media_class != NULL && strncmp(n->media_class, "Stream/", 7) == 0) {
 			n->impl = bind_global(pc, id, PW_TYPE_INTERFACE_Node, PW_VERSION_NODE, n);
+			/* stopped until its first info says it runs */
+			n->stopped = n->impl != NULL;
+		}
 		al_list_append(&c->nodes, &n->link);
 		al_host_push(c->host, AL_EV_GRAPH, tid, 1, id, "node");
 	} else if (strcmp(type, PW_TYPE_INTERFACE_Link) == 0) {

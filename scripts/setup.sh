@@ -53,6 +53,12 @@ if [[ ! -x dist/tools/pacork || test/tools/pacork.c -nt dist/tools/pacork ]]; th
   mkdir -p dist/tools
   cc -O2 -Wall -o dist/tools/pacork test/tools/pacork.c $(pkg-config --cflags --libs libpulse)
 fi
+# test/tools/pwstall: a PipeWire recorder slow to take its Start, for the start-gating test
+if [[ ! -x dist/tools/pwstall || test/tools/pwstall.c -nt dist/tools/pwstall ]]; then
+  echo "setup: building test/tools/pwstall" >&2
+  mkdir -p dist/tools
+  cc -O2 -Wall -o dist/tools/pwstall test/tools/pwstall.c $(pkg-config --cflags --libs libpipewire-0.3)
+fi
 echo "setup: compiling TypeScript" >&2
 npm run --silent build:ts >&2
 echo "setup: building the ALSA plugin (alsa/)" >&2

@@ -16,7 +16,7 @@
  * socket; then the loop is idle and a new server may open it.
  *
  * One client session per START. "client starts" is the first client's data
- * flowing (the backend's 'client-start': a link to the node is active, i.e.
+ * flowing (the backend's 'client-start': a link to the node is active and
  * the client's node runs). "client stops" is the session's end: no client
  * stream has been linked to the node for clientGraceMs (the backend's
  * 'clients' list, i.e. the links). In between, within one session:

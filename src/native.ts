@@ -43,7 +43,7 @@ export interface NativeCableStats {
   cycles: number;
   quantum: number;
   links: number;
-  /** client links in state active (data flows) */
+  /** client links in state active whose client node runs (data flows) */
   activeLinks: number;
   /** PCM bytes moved over the fd */
   fdBytes: number;

@@ -282,7 +282,8 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
         break;
       case 'links':
         // sinks always run, so a client's data flows while one of its links
-        // is active (a corked client's links are paused)
+        // is active and its node runs (a corked client's links are paused;
+        // the native mirror counts a link only once the peer node runs)
         if (this.options.direction === 'sink') this.setClientActive(Number(b) > 0);
         break;
       case 'state': {

@@ -70,7 +70,7 @@ export interface ClientInfo {
 /**
  * One client-side device ("the cable's far end").
  * Events:
- *  - 'client-start'  a client's data flows (a link to the node is active)
+ *  - 'client-start'  a client's data flows (a link to the node is active and the client's node runs)
  *  - 'client-stop'   no client's data flows any more: every client paused
  *                    (corked) or gone; the 'clients' list tells which
  *  - 'readable'      (sink) data is waiting in the ring
