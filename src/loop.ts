@@ -35,6 +35,11 @@
  * has been filled past the last frame, so every client was handed all of it;
  * only then are the client streams ended.
  *
+ * OK: sent once the node is registered on the sound server (its id known),
+ * bounded by OK_WAIT_MS; every other line (TIMEOUT, SILENCE, START, RESET)
+ * and the daemon's EOF come after it (sendOk); wait=MS and clock=1 count
+ * from it. With the sound server away at attach, OK goes at once.
+ *
  * Sound server lost: a waiting loop keeps its server and has no node until
  * the daemon reconnects and calls restore(); a server may also open while
  * the sound server is away. A running loop ends as if its client went away
@@ -83,6 +88,8 @@ export interface LoopOptions {
   cables?: () => CableFactory | null;
   /** a session ends once no client was linked for this long (config client_grace_ms; default 1000) */
   clientGraceMs?: number;
+  /** @internal how long OK waits for the node's registration (default OK_WAIT_MS) */
+  okWaitMs?: number;
   log?: Logger;
 }
 
@@ -178,6 +185,11 @@ interface Session {
   /** wait=MS: the next TIMEOUT line while no client started, and how many were sent */
   waitTimer: NodeJS.Timeout | null;
   timeouts: number;
+  /** the OK line; sent once (sendOk), when the node is registered, before any other line */
+  okLine: string;
+  okSent: boolean;
+  /** the bound on the wait for the node's registration (OK_WAIT_MS) */
+  okTimer: NodeJS.Timeout | null;
   /** clock=1: the loop's clock for the server before START */
   clock: ServerClock | null;
 }
@@ -199,6 +211,12 @@ interface ServerClock {
 }
 
 const READ_CHUNK = 1 << 14;
+/**
+ * The OK line waits until the node is registered on the sound server (its
+ * id known), so that a client started the moment OK arrives finds it; at
+ * most this long (then OK goes anyway, with a warning).
+ */
+export const OK_WAIT_MS = 3000;
 /** how long closing waits for a finishing cable's last line (a server that does not read) */
 const CABLE_FINISH_MS = 2000;
 /** the most of a recording client's own buffer the play-out waits for (a client asking for more loses the rest) */
@@ -340,14 +358,12 @@ export class Loop extends EventEmitter {
       socket, req, cable, finishing: false, ep: null, epOptions, frame, since: new Date(), bytes: 0, pending: rest, serverEnded: false, waitDrain: false, started: false,
       meter: new PeakMeter(fmt.format, fmt.channels), sessionSince: null, streams: 0, seen: new Set(), logged: new Set(), graceSince: null, graceTimer: null, drainAt: null, drainTimer: null,
       waitTimer: null, timeouts: 0, clock: null,
+      okLine: formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame }), okSent: false, okTimer: null,
     };
     this.s = s;
-    const ok = formatOk({ instance: this.instance, node: this.node, mode: req.mode, ...fmt, frame });
-    if (cable) cable.line(ok);
-    else socket.write(ok);
     this.setState('waiting', `server ${req.app ?? ''}${req.pid ? ` pid ${req.pid}` : ''} opened ${req.mode} ${fmt.format} ${fmt.channels}ch ${fmt.rate}Hz${req.waitMs ? ` wait=${req.waitMs}` : ''}${req.clock ? ' clock=1' : ''}`);
-    if (req.waitMs !== undefined) this.armWait(s, req.waitMs);
-    if (req.clock) this.startClock(s);
+    // the sound server is away: OK now, the node appears when it returns (restore)
+    if (!ep) this.sendOk(s, 'no sound server yet');
     if (cable) {
       this.bindCable(s, cable);
       if (ep) this.bindEndpoint(s, ep);
@@ -385,6 +401,65 @@ export class Loop extends EventEmitter {
   }
 
   /**
+   * The OK line, once; every other line (TIMEOUT, START, RESET) and the
+   * daemon's EOF or close call this first, so OK always comes first. Sent
+   * when the node is registered (awaitRegistration), when there is no node
+   * to wait for (sound server away), or when something else must go out.
+   * wait=MS and clock=1 count from here.
+   */
+  private sendOk(s: Session, why: string): void {
+    if (s.okSent) return;
+    s.okSent = true;
+    if (s.okTimer) clearTimeout(s.okTimer);
+    s.okTimer = null;
+    try {
+      if (s.cable) {
+        if (s.cable.peer() !== 'closed' && !s.finishing) s.cable.line(s.okLine);
+      } else if (!s.socket.destroyed && !s.socket.writableEnded) {
+        s.socket.write(s.okLine);
+      }
+    } catch (e) {
+      this.log.debug(`OK not sent: ${(e as Error).message}`);
+      return;
+    }
+    this.log.debug(`OK to the server (${why})`);
+    if (this.s !== s || this._state !== 'waiting' || s.started) return;
+    if (s.req.waitMs !== undefined) this.armWait(s, s.req.waitMs);
+    if (s.req.clock) this.startClock(s);
+  }
+
+  /**
+   * OK once `ep`'s node is registered (its id known: the PipeWire stream is
+   * bound, the PulseAudio module loaded and its sink/source found), bounded
+   * by OK_WAIT_MS. Before that a client naming the node would find nothing
+   * (and be ended by the server-first rule).
+   */
+  private awaitRegistration(s: Session, ep: Endpoint): void {
+    if (s.okSent) return;
+    const t0 = Date.now();
+    const registered = (): boolean => {
+      if (s.okSent || this.s !== s || s.ep !== ep || ep.destroyed) return true;
+      const id = ep.stats().nodeId;
+      if (id < 0) return false;
+      this.sendOk(s, `node ${id} registered after ${Date.now() - t0} ms`);
+      return true;
+    };
+    if (registered()) return;
+    const onState = (): void => {
+      if (registered()) ep.off('state', onState);
+    };
+    ep.on('state', onState);
+    const ms = this.opts.okWaitMs ?? OK_WAIT_MS;
+    s.okTimer = setTimeout(() => {
+      s.okTimer = null;
+      ep.off('state', onState);
+      if (s.okSent || this.s !== s) return;
+      this.log.warn(`the node is not registered on the sound server after ${ms} ms; sending OK anyway (a client started now may not find ${this.node})`);
+      this.sendOk(s, `not registered after ${ms} ms`);
+    }, ms);
+  }
+
+  /**
    * wait=MS: while no client has started, a TIMEOUT line every MS (the
    * server's waiting read/write fails with ETIMEDOUT; the connection stays
    * open and the next one waits again). START ends it (onClientStart).
@@ -394,6 +469,7 @@ export class Loop extends EventEmitter {
       s.waitTimer = null;
       if (this.s !== s || this._state !== 'waiting') return;
       if (s.cable ? s.finishing : s.socket.destroyed || s.socket.writableEnded) return;
+      this.sendOk(s, 'TIMEOUT');
       s.timeouts++;
       this.log.info(`no client started within ${ms} ms (wait=${ms}): TIMEOUT ${s.timeouts} to the server`);
       try {
@@ -471,6 +547,7 @@ export class Loop extends EventEmitter {
         }
         return;
       }
+      this.sendOk(s, 'SILENCE');
       try {
         if (s.cable) s.cable.line(formatSilence(n));
         else s.socket.write(formatSilence(n));
@@ -549,6 +626,7 @@ export class Loop extends EventEmitter {
     ep.on('error', (err: Error) => s.ep === ep && this.onClientGone(s, `the sound server failed: ${err.message}`));
     ep.on('readable', () => s.ep === ep && this.pump(s));
     ep.on('writable', () => s.ep === ep && this.feed(s));
+    this.awaitRegistration(s, ep);
     if (ep.clientActive) this.onClientStart(s);
   }
 
@@ -595,6 +673,7 @@ export class Loop extends EventEmitter {
       return;
     }
     s.started = true;
+    this.sendOk(s, 'START');
     s.sessionSince = new Date();
     if (s.waitTimer) clearTimeout(s.waitTimer);
     s.waitTimer = null;
@@ -685,6 +764,8 @@ export class Loop extends EventEmitter {
     if (s.graceTimer) clearTimeout(s.graceTimer);
     if (s.drainTimer) clearTimeout(s.drainTimer);
     if (s.waitTimer) clearTimeout(s.waitTimer);
+    if (s.okTimer) clearTimeout(s.okTimer);
+    s.okTimer = null;
     s.graceTimer = null;
     s.drainTimer = null;
     s.waitTimer = null;
@@ -701,11 +782,13 @@ export class Loop extends EventEmitter {
         s.ep.removeAllListeners();
         s.ep = null;
         this.log.warn(`${why}; keeping the server waiting until the sound server returns`);
+        this.sendOk(s, 'the sound server went away');
       }
       return;
     }
     if (this._state !== 'running' && !(this._state === 'draining' && s.req.mode === 'write')) return;
     this.clearTimers(s);
+    this.sendOk(s, 'the session ends');
     if (s.req.mode === 'read') {
       // deliver what was captured (also what a failed sound server left in the ring)
       this.setState('draining', why);
@@ -874,6 +957,12 @@ export class Loop extends EventEmitter {
     if (this.s !== s || this._state === 'closing') return;
     this.clearTimers(s);
     this.setState('closing', why);
+    if (!s.okSent) {
+      // the server still waits for OK: it gets it, then the daemon's EOF
+      this.sendOk(s, 'closing');
+      if (s.cable) this.finishCable(s, null, false);
+      else if (!s.socket.destroyed && !s.socket.writableEnded) s.socket.end();
+    }
     const ep = s.ep;
     try {
       if (ep && !ep.destroyed) await ep.disconnectClients();
@@ -928,6 +1017,7 @@ export class Loop extends EventEmitter {
       return;
     }
     if (s.req.mode === 'write') {
+      this.sendOk(s, 'RESET');
       if (s.cable) this.finishCable(s, formatReset(), false);
       else if (!s.socket.destroyed) s.socket.end(formatReset());
     }

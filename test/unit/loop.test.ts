@@ -11,7 +11,7 @@ import { MemoryBackend, type MemoryClient, type MemoryEndpoint } from '../../src
 import { openServer } from '../../src/client';
 import { DEFAULT_CONFIG } from '../../src/config';
 import { Daemon } from '../../src/daemon';
-import { isLegalTransition, Loop, LOOP_TRANSITIONS, type LoopState } from '../../src/loop';
+import { DATA_PLANES, isLegalTransition, Loop, LOOP_TRANSITIONS, OK_WAIT_MS, type DataPlane, type LoopState } from '../../src/loop';
 import { createLogger } from '../../src/log';
 import { parseOpen, ProtocolError, type OpenRequest } from '../../src/protocol';
 import { checkCounter, counterPcm } from '../helpers/pcm';
@@ -67,10 +67,16 @@ interface Harness {
   changes: string[];
 }
 
-function harness(opts: { bufferMs?: number; quantum?: number; clientGraceMs?: number } = {}): Harness {
+function harness(opts: { bufferMs?: number; quantum?: number; clientGraceMs?: number; dataPlane?: DataPlane; okWaitMs?: number } = {}): Harness {
   const backend = new MemoryBackend({ quantum: opts.quantum ?? 256 });
   const log: string[] = [];
-  const loop = new Loop(0, () => backend, { bufferMs: opts.bufferMs ?? 200, clientGraceMs: opts.clientGraceMs ?? 50, log: createLogger('debug', 't', (l) => log.push(l)) });
+  const loop = new Loop(0, () => backend, {
+    bufferMs: opts.bufferMs ?? 200,
+    clientGraceMs: opts.clientGraceMs ?? 50,
+    log: createLogger('debug', 't', (l) => log.push(l)),
+    ...(opts.dataPlane ? { dataPlane: opts.dataPlane } : {}),
+    ...(opts.okWaitMs !== undefined ? { okWaitMs: opts.okWaitMs } : {}),
+  });
   const changes: string[] = [];
   loop.on('state', (to: LoopState, from: LoopState) => changes.push(`${from} -> ${to}`));
   return { backend, loop, log, changes };
@@ -96,6 +102,34 @@ async function startClient(h: Harness, ep: MemoryEndpoint, app = 'paplay', pid =
 }
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/**
+ * The sound server registers the nodes of `h.backend` late: their stats say
+ * nodeId -1 (as a PipeWire stream's before it is bound) until release(),
+ * which then emits 'state' on each, as the PipeWire backend does when the
+ * node id arrives.
+ */
+function holdRegistration(h: Harness): { release: () => void } {
+  let held = true;
+  const eps: MemoryEndpoint[] = [];
+  const create = h.backend.createEndpoint.bind(h.backend);
+  h.backend.createEndpoint = (opts, cable) => {
+    const ep = create(opts, cable);
+    const stats = ep.stats.bind(ep);
+    ep.stats = () => {
+      const st = stats();
+      return held ? { ...st, nodeId: -1 } : st;
+    };
+    eps.push(ep);
+    return ep;
+  };
+  return {
+    release: () => {
+      held = false;
+      for (const ep of eps) ep.emit('state', 'paused');
+    },
+  };
+}
 
 describe('Loop state machine (memory backend)', function () {
   this.timeout(20000);
@@ -405,6 +439,131 @@ describe('Loop state machine (memory backend)', function () {
       await waitFor(() => prog.closed, 3000, 'closed');
       assert.deepEqual(prog.lines().slice(1), ['RESET']);
       assert.deepEqual(h.changes, ['idle -> waiting', 'waiting -> closing', 'closing -> idle']);
+    });
+  });
+
+  describe('OK only once the node is registered', function () {
+    for (const plane of DATA_PLANES) {
+      for (const mode of ['read', 'write'] as const) {
+        it(`${plane} data plane, mode=${mode}: no OK while the node has no id; OK (alone) once it is registered`, async function () {
+          const h = harness({ dataPlane: plane });
+          const reg = holdRegistration(h);
+          const { prog, ep } = await open(h, `OPEN mode=${mode}`);
+          assert.equal(h.loop.state, 'waiting');
+          await sleep(150);
+          assert.equal(prog.data.length, 0, `nothing before the node is registered, got ${JSON.stringify(prog.data.toString('latin1'))}`);
+          assert.equal(h.loop.status().nodeId, -1);
+          reg.release();
+          await waitFor(() => prog.lines().length >= 1, 3000, 'OK line');
+          assert.deepEqual(prog.lines(), [`OK instance=0 node=audioloop0 mode=${mode} format=s16le rate=48000 channels=2 frame=4`]);
+          assert.equal(h.loop.status().nodeId, ep.nodeId);
+          assert.ok(h.log.some((l) => /OK to the server \(node \d+ registered after \d+ ms\)/.test(l)), h.log.join('\n'));
+          await sleep(50);
+          assert.equal(prog.data.length, prog.lines()[0]!.length + 1, 'nothing else');
+          await h.loop.shutdown();
+        });
+      }
+    }
+
+    it(`bounded: a node never registered gets OK after okWaitMs (default ${OK_WAIT_MS} ms) anyway, with a warning`, async function () {
+      assert.equal(OK_WAIT_MS, 3000);
+      const h = harness({ okWaitMs: 200 });
+      holdRegistration(h);
+      const t0 = Date.now();
+      const { prog } = await open(h, 'OPEN mode=read');
+      await waitFor(() => prog.lines().length >= 1, 3000, 'OK line');
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 190, `OK after ${ms} ms`);
+      assert.match(prog.lines()[0]!, /^OK instance=0 node=audioloop0 mode=read /);
+      assert.ok(h.log.some((l) => /WARN.*not registered on the sound server after 200 ms; sending OK anyway/i.test(l)), h.log.join('\n'));
+      await h.loop.shutdown();
+    });
+
+    it('every other line waits for OK: TIMEOUT (wait=MS counts from OK), START, RESET, EOF', async function () {
+      // wait=60: no TIMEOUT while OK is held back; the first one 60 ms after OK
+      const h = harness();
+      const reg = holdRegistration(h);
+      const a = await open(h, 'OPEN mode=read wait=60');
+      await sleep(200);
+      assert.equal(a.prog.data.length, 0, 'no TIMEOUT before OK');
+      reg.release();
+      const okAt = Date.now();
+      await waitFor(() => a.prog.lines().length >= 2, 3000, 'OK, TIMEOUT');
+      assert.ok(Date.now() - okAt >= 50, 'TIMEOUT wait=MS after OK');
+      assert.match(a.prog.lines()[0]!, /^OK /);
+      assert.equal(a.prog.lines()[1], 'TIMEOUT wait=60');
+      await h.loop.shutdown();
+
+      // clock=1: no SILENCE before OK; the clock runs from OK
+      for (const plane of DATA_PLANES) {
+        const hc = harness({ dataPlane: plane });
+        const regc = holdRegistration(hc);
+        const k = await open(hc, 'OPEN mode=read clock=1');
+        await sleep(150);
+        assert.equal(k.prog.data.length, 0, `${plane}: no SILENCE before OK, got ${JSON.stringify(k.prog.data.toString('latin1'))}`);
+        regc.release();
+        const okAt = Date.now();
+        await waitFor(() => k.prog.lines().length >= 3, 3000, `${plane}: OK, SILENCE, SILENCE`);
+        const frames = k.prog.lines().slice(1).reduce((sum, l) => sum + Number(/^SILENCE frames=(\d+)$/.exec(l)?.[1] ?? NaN), 0);
+        assert.match(k.prog.lines()[0]!, /^OK /, plane);
+        // counted from OK: no more than the frames due since then (none for the 150 ms held back)
+        assert.ok(frames <= ((Date.now() - okAt + 15) * 48000) / 1000, `${plane}: ${frames} frames of SILENCE ${Date.now() - okAt} ms after OK`);
+        await hc.loop.shutdown();
+      }
+
+      // a client that starts before the id is known: OK, then START
+      const h2 = harness();
+      holdRegistration(h2);
+      const b = await open(h2, 'OPEN mode=read');
+      b.ep.connectClient({ appName: 'paplay', pid: 7 }).start();
+      await waitFor(() => b.prog.lines().length >= 2, 3000, 'OK, START');
+      assert.match(b.prog.lines()[0]!, /^OK /);
+      assert.equal(b.prog.lines()[1], 'START app=paplay pid=7');
+      await h2.loop.shutdown();
+
+      // shutdown before registration: a writer gets OK, RESET, EOF; a reader OK, EOF
+      for (const [mode, after] of [['write', ['RESET']], ['read', []]] as const) {
+        for (const plane of DATA_PLANES) {
+          const h3 = harness({ dataPlane: plane });
+          holdRegistration(h3);
+          const c = await open(h3, `OPEN mode=${mode}`);
+          await h3.loop.shutdown();
+          await waitFor(() => c.prog.ended, 3000, `EOF (${plane}, ${mode})`);
+          assert.equal(c.prog.lines().length, 1 + after.length, `${plane} ${mode}: ${JSON.stringify(c.prog.lines())}`);
+          assert.match(c.prog.lines()[0]!, new RegExp(`^OK instance=0 node=audioloop0 mode=${mode} `), `${plane} ${mode}`);
+          assert.deepEqual(c.prog.lines().slice(1), after, `${plane} ${mode}`);
+        }
+      }
+    });
+
+    it('the sound server away at attach: OK at once (the node comes with restore()); lost while registering: OK then', async function () {
+      const h = harness();
+      h.backend.lose();
+      const away = new MemoryBackend({ quantum: 256 });
+      let backend: MemoryBackend = h.backend;
+      const loop = new Loop(0, () => backend, { bufferMs: 200, clientGraceMs: 50 });
+      const a = await pair();
+      loop.attach(a.daemonSide, req('OPEN mode=read'), Buffer.alloc(0));
+      await waitFor(() => a.prog.lines().length >= 1, 3000, 'OK line');
+      assert.match(a.prog.lines()[0]!, /^OK /);
+      assert.equal(loop.state, 'waiting');
+      backend = away;
+      assert.equal(loop.restore(), true);
+      assert.ok(away.endpoint('audioloop0'));
+      await sleep(30);
+      assert.equal(a.prog.lines().length, 1, 'one OK only');
+      await loop.shutdown();
+
+      const h2 = harness();
+      holdRegistration(h2);
+      const b = await open(h2, 'OPEN mode=read');
+      await sleep(50);
+      assert.equal(b.prog.data.length, 0);
+      h2.backend.lose();
+      await waitFor(() => b.prog.lines().length >= 1, 3000, 'OK line');
+      assert.match(b.prog.lines()[0]!, /^OK /);
+      assert.equal(h2.loop.state, 'waiting', 'the server keeps waiting for the sound server');
+      await h2.loop.shutdown();
     });
   });
 
