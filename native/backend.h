@@ -41,9 +41,13 @@ struct al_node_info {
 	 * A link turns active before the peer's node has started (seen with
 	 * pw-mon: pacork's links active, then its node running, under load
 	 * some cycles later), so a playback cable that plays on the link
-	 * state alone loses its first quanta. Set by the backend ([loop]);
-	 * false for nodes whose state is not followed. */
+	 * state alone loses its first quanta. Also a pipewire-pulse stream
+	 * that has not answered its client yet (it drops what reaches it).
+	 * Set by the backend ([loop]); false for nodes whose state is not
+	 * followed. */
 	bool stopped;
+	bool running;         /* [loop] pw: the node's state is running */
+	bool pulse_pending;   /* [loop] pw: a pipewire-pulse stream that has not answered its client yet */
 	void *impl;           /* backend data */
 };
 

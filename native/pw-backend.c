@@ -244,7 +244,8 @@ static const struct pw_link_events link_events = {
 };
 
 /* a bound client stream's info: node.latency ("num/den"), and its state:
- * only a running node takes or gives data on its links */
+ * only a running node takes or gives data on its links, and a
+ * pipewire-pulse stream only once it answered its client */
 static void on_node_info(void *data, const struct pw_node_info *info)
 {
 	struct pw_bound_impl *b = data;
@@ -256,12 +257,22 @@ static void on_node_info(void *data, const struct pw_node_info *info)
 		unsigned num = 0, den = 0;
 		n->latency = v != NULL && sscanf(v, "%u/%u", &num, &den) == 2 && den > 0 ? (double)num / den : 0;
 	}
-	if (info->change_mask & PW_NODE_CHANGE_MASK_STATE) {
-		bool stopped = info->state != PW_NODE_STATE_RUNNING;
-		if (stopped != n->stopped) {
-			n->stopped = stopped;
-			al_mirror_update_links(b->pc->c);
-		}
+	if ((info->change_mask & PW_NODE_CHANGE_MASK_PROPS) && info->props != NULL) {
+		/* pipewire-pulse (0.3.65 stream_process) drops what reaches a
+		 * stream until it has answered the client's CREATE_*_STREAM, which
+		 * waits for the link in its own registry; that answer sets the
+		 * stream's pulse.attr.* props (the measured miss: parecord's first
+		 * 512 frames, one quantum, in the contract suite) */
+		const char *api = spa_dict_lookup(info->props, PW_KEY_CLIENT_API);
+		n->pulse_pending = api != NULL && strcmp(api, "pipewire-pulse") == 0 &&
+				   spa_dict_lookup(info->props, "pulse.attr.maxlength") == NULL;
+	}
+	if (info->change_mask & PW_NODE_CHANGE_MASK_STATE)
+		n->running = info->state == PW_NODE_STATE_RUNNING;
+	bool stopped = !n->running || n->pulse_pending;
+	if (stopped != n->stopped) {
+		n->stopped = stopped;
+		al_mirror_update_links(b->pc->c);
 	}
 }
 
