@@ -122,12 +122,26 @@ export class EndpointWritable extends Writable {
     step();
   }
 
-  /** resolves once every byte written has left the ring */
+  /**
+   * Resolves once every byte written has left the ring: the endpoint wakes
+   * us ('writable') once the node has moved as many frames as the ring
+   * held; a node that is destroyed meanwhile ends it too.
+   */
   override _final(cb: (e?: Error | null) => void): void {
+    const fb = frameBytes(this.ep.options);
+    const onDestroyed = (): void => check();
     const check = (): void => {
-      if (this.ep.destroyed || this.ep.stats().fill === 0) cb();
-      else setTimeout(check, 5);
+      const fill = this.ep.destroyed ? 0 : this.ep.stats().fill;
+      if (fill === 0) {
+        this.ep.off('destroyed', onDestroyed);
+        this.resume = null;
+        cb();
+        return;
+      }
+      this.resume = check;
+      this.ep.wakeAfter(Math.ceil(fill / fb));
     };
+    this.ep.once('destroyed', onDestroyed);
     check();
   }
 

@@ -87,6 +87,9 @@ export class PipeWireBackend extends EventEmitter implements Backend {
   }
 }
 
+/** disconnectClients: how long to wait for the ended client streams to leave the registry */
+const DISCONNECT_WAIT_MS = 2000;
+
 /**
  * The backend for every endpoint: resolves peers through the shared core.
  * A peer node's app name and pid come from the node itself when it has
@@ -220,12 +223,23 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
       doomed.add(onlyOurs ? client : id);
     }
     for (const id of doomed) this.native.coreDestroyGlobal(this.core, id);
-    const deadline = Date.now() + 2000;
-    while (Date.now() < deadline) {
-      const left = this.native.coreNodes(this.core).filter((n) => peerIds.has(n.id));
-      if (left.length === 0) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // the registry tells when they are gone (onGraph, on every change)
+    const gone = (): boolean => !this.native.coreNodes(this.core).some((n) => peerIds.has(n.id));
+    if (gone()) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(limit);
+        this.off('graph', check);
+        this.off('destroyed', done);
+        resolve();
+      };
+      const check = (): void => {
+        if (gone()) done();
+      };
+      const limit = setTimeout(done, DISCONNECT_WAIT_MS);
+      this.on('graph', check);
+      this.once('destroyed', done);
+    });
   }
 
   destroy(): void {
@@ -249,9 +263,10 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
     this.emit('error', err);
   }
 
-  /** @internal called on every registry change */
+  /** @internal called on every registry change; emits 'graph' (internal: disconnectClients waits on it) */
   onGraph(): void {
     if (this._destroyed) return;
+    this.emit('graph');
     const key = this.clients()
       .map((c) => c.nodeId)
       .sort((x, y) => x - y)

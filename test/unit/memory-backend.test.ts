@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { MemoryBackend, MemoryClock } from '../../src/backend/memory';
 import type { EndpointOptions } from '../../src/backend/types';
-import { EndpointReadable } from '../../src/endpoint-stream';
+import { EndpointReadable, EndpointWritable } from '../../src/endpoint-stream';
 import { counterPcm } from '../helpers/pcm';
 
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -179,5 +179,28 @@ describe('memory backend', function () {
     c.stop();
     await ended;
     assert.ok(Buffer.concat(chunks).equals(pcm));
+  });
+
+  it('EndpointWritable: finish only once the node has moved every byte to the client (woken by the node, no polling)', async function () {
+    const b = new MemoryBackend({ quantum: 512 });
+    const ep = b.createEndpoint(opts('source', { ringBytes: 1 << 16 }));
+    const c = ep.connectClient().start();
+    await settle();
+    const w = new EndpointWritable(ep);
+    let finished = false;
+    w.on('finish', () => (finished = true));
+    const pcm = counterPcm('s16le', 2, 4096);
+    w.end(pcm);
+    await settle();
+    b.clock.step(4); // 2048 of 4096 frames moved
+    await settle();
+    assert.equal(finished, false, 'half the ring still to go');
+    assert.ok(ep.stats().fill > 0);
+    b.clock.step(4);
+    await settle();
+    await settle();
+    assert.equal(finished, true, 'the ring is empty');
+    assert.ok(c.recorded().subarray(0, pcm.length).equals(pcm), 'the client got every byte in order');
+    ep.destroy();
   });
 });
