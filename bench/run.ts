@@ -201,7 +201,8 @@ async function main(o: Options): Promise<void> {
     const logFd = logFile ? fs.openSync(logFile, 'w') : null;
     const daemon = spawnChild(
       process.execPath,
-      [path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'daemon', '-n', '16', '--sound-server', 'system', '-s', socketDir, '--log-level', logFd !== null ? 'debug' : 'warn'],
+      // as scripts/run.sh and the systemd unit start it (README "Memory")
+      ['--lite-mode', path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'daemon', '-n', '16', '--sound-server', 'system', '-s', socketDir, '--log-level', logFd !== null ? 'debug' : 'warn'],
       logFd !== null ? { stdio: ['ignore', logFd, logFd] } : {},
     );
     if (logFd !== null) fs.closeSync(logFd);

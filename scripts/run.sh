@@ -9,4 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec node dist/src/cli/main.js daemon "$@"
+# --lite-mode: V8 without its optimizing compiler; PCM never enters the
+# daemon's JavaScript, so it costs nothing and saves ~5 MiB RSS (README "Memory")
+exec node --lite-mode dist/src/cli/main.js daemon "$@"

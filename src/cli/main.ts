@@ -222,6 +222,8 @@ async function cmdDaemon(argv: string[]): Promise<number> {
   if (!(BACKEND_CHOICES as readonly string[]).includes(choice)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}`);
   const log = createLogger(config.logLevel, 'audioloop', undefined, config.logFormat);
   log.info(describeConfigLocation(where), { config: where.file, source: where.source });
+  // scripts/run.sh, the systemd unit and the bench start the daemon under --lite-mode (README "Memory")
+  if (!process.execArgv.includes('--lite-mode')) log.debug('node runs without --lite-mode: the same daemon, about 5 MiB more RSS (README "Memory")');
   // the socket dir comes from the caller's environment, before any embedded server changes it
   const socketDir = values['socket-dir'] ?? config.socketDir ?? defaultSocketDir();
 

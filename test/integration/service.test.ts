@@ -43,8 +43,9 @@ describe('systemd user unit (conf/audioloop.service)', function () {
     assert.equal(unitField(unit, 'ExecReload'), '/bin/kill -HUP $MAINPID');
     assert.equal(unitField(unit, 'Restart'), 'on-failure');
     assert.equal(unitField(unit, 'RestartPreventExitStatus'), '2', 'a bad config (exit 2) is not restarted in a loop');
-    const [node, script, ...args] = unitField(unit, 'ExecStart').split(' ');
+    const [node, flag, script, ...args] = unitField(unit, 'ExecStart').split(' ');
     assert.ok(fs.existsSync(node!), node);
+    assert.equal(flag, '--lite-mode', 'the daemon runs as scripts/run.sh runs it (README "Memory")');
     assert.equal(script, path.join(ROOT, 'dist', 'src', 'cli', 'main.js'));
     assert.deepEqual(args, ['daemon', '--sound-server', 'system'], 'no -c: the config is found where Linux keeps it');
   });
