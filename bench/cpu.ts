@@ -72,7 +72,7 @@ export async function withPlayingLoops<T>(k: number, family: Family, socketDir: 
       const [cmd, args] = playerArgs(family, srv.node);
       players.push(spawnChild(cmd, args, { stdio: [zero, 'ignore', 'pipe'] }));
     }
-    await Promise.all(servers.map((s) => s.waitForClient()));
+    await clientsStarted(servers, players, CLIENT_START_MS);
     await waitFor(() => bytes.every((b) => b > 0), 10000, 'data on every loop');
     return await measure();
   } finally {
@@ -80,6 +80,56 @@ export async function withPlayingLoops<T>(k: number, family: Family, socketDir: 
     await Promise.all(players.map((p) => stopChild(p)));
     await Promise.all(servers.map((s) => s.close()));
   }
+}
+
+/** how long each loop's player may take to start (its START) before the bench gives up on it */
+const CLIENT_START_MS = 10000;
+
+/**
+ * Waits (at most `ms`, or 0.5 s after a player exited first) for a client
+ * to start on every server; otherwise fails naming each loop whose player
+ * did not start: refused (it exited, e.g. "no audioloop server on
+ * audioloopN" from the server-first rule) or absent (still running, never
+ * linked), with its exit status and stderr.
+ */
+async function clientsStarted(servers: LoopServer[], players: Child[], ms: number): Promise<void> {
+  const started = servers.map(() => false);
+  const failed: (string | null)[] = servers.map(() => null);
+  const all = Promise.all(
+    servers.map((s, i) =>
+      s.waitForClient().then(
+        () => void (started[i] = true),
+        (e: Error) => void (failed[i] = e.message),
+      ),
+    ),
+  );
+  // done when every loop started, or at the bound, or soon after a player
+  // exited before its loop started (these players play /dev/zero for ever)
+  let settled = false;
+  void all.then(() => (settled = true));
+  const t0 = Date.now();
+  const deadline = t0 + ms;
+  let exitSeen = 0;
+  while (!settled && Date.now() < deadline) {
+    if (!exitSeen && players.some((p, i) => !started[i] && (p.proc.exitCode !== null || p.proc.signalCode !== null))) exitSeen = Date.now();
+    if (exitSeen && Date.now() - exitSeen > 500) break;
+    await sleep(50);
+  }
+  if (started.every(Boolean)) return;
+  const missing = servers.flatMap((s, i) => {
+    if (started[i]) return [];
+    const p = players[i];
+    const code = p?.proc.exitCode ?? null;
+    const sig = p?.proc.signalCode ?? null;
+    const how = !p
+      ? 'no player'
+      : code !== null || sig !== null
+        ? `refused: ${p.name} (pid ${p.pid}) exited ${code ?? sig}`
+        : `absent: ${p.name} (pid ${p.pid}) still runs but never started`;
+    const err = p?.stderr().trim();
+    return [`${s.node}: ${how}${failed[i] ? `; the server end: ${failed[i]}` : ''}${err ? `; stderr: ${err.slice(-300)}` : ''}`];
+  });
+  throw new Error(`bench: cpu: ${missing.length} of ${servers.length} players did not start (waited ${Date.now() - t0} ms of at most ${ms}):\n  ${missing.join('\n  ')}`);
 }
 
 /** K pw-loopback processes, each fed by a pw-play client, looping into `nullSink`. */

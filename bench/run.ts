@@ -260,7 +260,10 @@ async function main(o: Options): Promise<void> {
       cpu.push({ loops: k, ours, peer });
     }
     const daemonRssIdle = rssKiB(daemon.pid);
-    unloadModule(nullIdx);
+    // bench_null stays loaded through the exactness phase: it drove the graph
+    // during the CPU phase, and unloading it right after our 16 loops and 16
+    // pw-loopbacks left PipeWire 0.3.65 handing every playback stream zeros
+    // (the exactness path's "silent stream"; README, Known limits)
 
     // (c) sample exactness: both directions at once, generous client buffers and a prefill
     log(`exactness: ${o.durationS} s through audioloop0 (pacat -> server) and audioloop1 (server -> pw-record)`);
@@ -276,6 +279,7 @@ async function main(o: Options): Promise<void> {
       });
     }, 500);
     const [c2s, s2c] = await Promise.all([oursClientToServer(0, 'pulse', exo, socketDir), oursServerToClient(1, 'pw', exo, socketDir)]).finally(() => clearInterval(poll));
+    unloadModule(nullIdx);
 
     // (d) DSP
     log('dsp throughput');

@@ -45,16 +45,12 @@ describe('bench (npm run bench -- --quick)', function () {
   });
 
   it('measures every metric and writes latest.json, latest.md and latest.png', async function () {
-    // Now and then (2 quick runs in 9 here) every client of audioloop0 in the
-    // exactness phase delivers only zeros for the rest of the daemon's life:
-    // the bench's own probe then shows a fresh pacat AND a fresh pw-play
-    // (native, not pipewire-pulse) of a constant arriving as 0 non-zero
-    // samples, with their links active, volumes 1, nothing corked (pw-dump in
-    // the bench's warning). So PipeWire hands our sink node silence; the
-    // cable keeps it only because a link is active. Not fixed yet (issue 9
-    // note). One more whole run (a new daemon and graph) keeps CI from
-    // failing on it; a bench that never carries frames still fails both.
-    this.retries(1);
+    // No retries: the exactness phase's "silent stream" (every client of
+    // audioloop0 delivering only zeros) was PipeWire 0.3.65's state after the
+    // bench unloaded its null sink, the graph's driver during the CPU phase,
+    // right after our 16 loops and 16 pw-loopbacks (README, Known limits).
+    // The bench now keeps that sink until after the exactness phase, and the
+    // phase must run without one restart.
     const t0 = Date.now();
     const r = await run(process.execPath, [BENCH, '--quick', '--out', out], { timeoutMs: 140000 });
     assert.equal(r.code, 0, `bench failed:\n${r.stderr.slice(-3000)}`);
@@ -110,7 +106,7 @@ describe('bench (npm run bench -- --quick)', function () {
       assert.ok(d.framesIn >= 48000 * res.exactness.durationS * 0.9, `${d.framesIn} frames in`);
       assert.ok(d.framesOut >= d.framesIn * 0.9, `${d.framesOut} of ${d.framesIn} frames out`);
       assert.ok(Number.isInteger(d.lostFrames) && Number.isInteger(d.duplicatedFrames) && Number.isInteger(d.daemonXruns));
-      assert.ok(d.restarts >= 0 && d.restarts <= 2);
+      assert.equal(d.restarts, 0, `the exactness path was set up again ${d.restarts} time(s): a silent stream (README, Known limits):\n${r.stderr.slice(-3000)}`);
     }
     assert.equal(res.targets.exactness.lost, res.exactness.c2s.lostFrames + res.exactness.s2c.lostFrames);
 
