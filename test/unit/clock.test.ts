@@ -122,7 +122,7 @@ for (const dataPlane of ['native', 'js'] as const) {
       const frames = silence.reduce<number>((a, n) => a + n!, 0);
       // ~10 ms per line, and the frames are what the elapsed time is worth (minus the last tick at most)
       assert.ok(silence.length >= 70 && silence.length <= 101, `${silence.length} lines in ${elapsed.toFixed(0)} ms`);
-      assert.ok(frames <= framesDue(elapsed, RATE) && frames >= framesDue(elapsed - 60, RATE), `${frames} frames in ${elapsed.toFixed(1)} ms`);
+      assert.ok(frames <= framesDue(elapsed, RATE) && frames >= framesDue(elapsed - 100, RATE), `${frames} frames in ${elapsed.toFixed(1)} ms`);
       const st = daemon.status().loops[0]!;
       assert.equal(st.state, 'waiting');
       assert.equal(st.clock?.running, true);
@@ -139,8 +139,8 @@ for (const dataPlane of ['native', 'js'] as const) {
       const after = split(c.bytes());
       assert.equal(after.lines.at(-1), 'START app=paplay pid=9');
       const total = after.lines.slice(1, -1).reduce((a, l) => a + parseSilence(l)!, 0);
-      // the clock's last tick at START: everything due until then was sent
-      assert.ok(total >= framesDue(tStart - t0 - 30, RATE) && total <= framesDue(tStart - t0, RATE), `${total} frames until START after ${(tStart - t0).toFixed(0)} ms`);
+      // the clock's last tick at START: everything due until then was sent (tStart is when this test saw START: a poll later)
+      assert.ok(total >= framesDue(tStart - t0 - 100, RATE) && total <= framesDue(tStart - t0, RATE), `${total} frames until START after ${(tStart - t0).toFixed(0)} ms`);
       assert.ok(after.pcm.equals(pcm), 'the client data, byte-exact, right after START');
       const st2 = daemon.status().loops[0]!;
       assert.equal(st2.clock?.running, false);
@@ -240,7 +240,7 @@ for (const dataPlane of ['native', 'js'] as const) {
       assert.equal(st.state, 'waiting');
       const consumed = st.clock!.consumedBytes;
       assert.equal(consumed % FRAME, 0, 'whole frames');
-      assert.ok(consumed / FRAME >= framesDue(elapsed - 60, RATE) && consumed / FRAME <= framesDue(elapsed + 20, RATE), `${consumed / FRAME} frames consumed in ${elapsed.toFixed(0)} ms`);
+      assert.ok(consumed / FRAME >= framesDue(elapsed - 100, RATE) && consumed / FRAME <= framesDue(elapsed + 60, RATE), `${consumed / FRAME} frames consumed in ${elapsed.toFixed(0)} ms`);
       assert.equal(blocked, 0, 'the socket never pushed back on a writer at real time');
       assert.match(describeClock('audioloop1', 'write', RATE, st.clock!), /bytes of the server's data consumed$/);
       // a client starts: what the clock did not consume plays, from exactly there on
