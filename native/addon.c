@@ -816,6 +816,21 @@ static napi_value js_stream_stats(napi_env env, napi_callback_info info)
 	return cable_stats_object(env, h->cable, state, s->core && node_id != AL_ID_NONE ? (int64_t)node_id : -1);
 }
 
+/* [js] streamKeepSilence(stream, on): a sink keeps the silence it hears while
+ * no client's data flows (clock=1 after START); 0 or -errno */
+static napi_value js_stream_keep_silence(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct stream_handle *h = argc >= 2 ? get_stream(env, argv[0]) : NULL;
+	bool on = false;
+	if (h == NULL || napi_get_value_bool(env, argv[1], &on) != napi_ok)
+		return make_int(env, -EBADF);
+	al_cable_keep_silence(h->cable, on);
+	return make_int(env, 0);
+}
+
 /* [js] streamWakeAfter(stream, frames): one 'data' wake-up once the node has
  * moved `frames` more frames (0 cancels); 0 or -errno */
 static napi_value js_stream_wake_after(napi_env env, napi_callback_info info)
@@ -883,6 +898,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "streamWrite", NULL, js_stream_write, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamStats", NULL, js_stream_stats, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamWakeAfter", NULL, js_stream_wake_after, NULL, NULL, NULL, napi_default, NULL },
+		{ "streamKeepSilence", NULL, js_stream_keep_silence, NULL, NULL, NULL, napi_default, NULL },
 		{ "streamDestroy", NULL, js_stream_destroy, NULL, NULL, NULL, napi_default, NULL },
 		{ "cableCreate", NULL, js_cable_create, NULL, NULL, NULL, napi_default, NULL },
 		{ "cablePlug", NULL, js_cable_plug, NULL, NULL, NULL, napi_default, NULL },

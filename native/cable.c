@@ -89,7 +89,8 @@ bool al_cable_rt_push(struct al_cable *c, const uint8_t *src, uint32_t n, bool *
 	/* The node always runs; with no client linked, or every linked client
 	 * paused (corked), it only hears silence, which is not kept. Anything
 	 * that is not silence is kept even before the link state is seen. */
-	if (atomic_load_explicit(&c->active_links, memory_order_acquire) == 0 && is_silence(src, n, c->fmt->silence))
+	if (atomic_load_explicit(&c->active_links, memory_order_acquire) == 0 &&
+	    !atomic_load_explicit(&c->keep_silence, memory_order_relaxed) && is_silence(src, n, c->fmt->silence))
 		return false;
 	uint32_t done = ring_write(&c->ring, src, n);
 	if (done < n) {
@@ -97,6 +98,11 @@ bool al_cable_rt_push(struct al_cable *c, const uint8_t *src, uint32_t n, bool *
 		atomic_fetch_add_explicit(&c->xrun_bytes, n - done, memory_order_relaxed);
 	}
 	return true;
+}
+
+void al_cable_keep_silence(struct al_cable *c, bool on)
+{
+	atomic_store_explicit(&c->keep_silence, on ? 1 : 0, memory_order_relaxed);
 }
 
 /* [rt] the wake-up al_cable_wake_after asked for, once due */

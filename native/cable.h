@@ -75,6 +75,7 @@ struct al_cable {
 	_Atomic uint32_t active_links; /* those of them active, the client's node running: its data flows */
 	/* set by [js], read by [rt] */
 	_Atomic uint64_t wake_at_frames; /* JS mode: one data wake-up once frames_rt reaches it (0: off) */
+	_Atomic int keep_silence;    /* capture: keep the silence the node hears while no client's data flows (clock=1 after START) */
 
 	/* set by [js] (under io_lock), read by [rt] and [io] */
 	_Atomic int fd_mode;         /* an fd is attached: [rt] kicks [io], not JS */
@@ -123,6 +124,11 @@ void al_cable_unref(struct al_cable *c);
 /* [rt] capture: takes n bytes (whole frames) played by clients; returns false
  * when they were not kept (silence while no client is linked) */
 bool al_cable_rt_push(struct al_cable *c, const uint8_t *src, uint32_t n, bool *dropped);
+/* [js] capture: keep (on) or drop (off, the default) the silence the node
+ * hears while no client's data flows: a server that asked for the loop's
+ * clock (clock=1) reads in real time also between clients and while every
+ * client is paused */
+void al_cable_keep_silence(struct al_cable *c, bool on);
 /* [rt] capture: end of a cycle that pushed `frames` */
 void al_cable_rt_push_done(struct al_cable *c, uint32_t frames, bool dropped);
 /* [rt] playback: fills dst with n bytes (whole frames): ring data, then silence */

@@ -137,6 +137,8 @@ export interface NativeBinding {
   streamWrite(stream: StreamHandle, buf: Buffer): number;
   streamStats(stream: StreamHandle): NativeStreamStats;
   streamWakeAfter(stream: StreamHandle, frames: number): number;
+  /** sink: keep the silence the node hears while no client's data flows (clock=1 after START) */
+  streamKeepSilence(stream: StreamHandle, on: boolean): number;
   /** removes the node; the cable (and what its ring holds) stays */
   streamDestroy(stream: StreamHandle): void;
   cableCreate(opts: NativeCableOptions, cb: CableCallback): CableHandle | number;

@@ -578,6 +578,8 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
   private wakePending = false;
   /** wakeAfter(): wake once `frames` reaches this (0: off) */
   private wakeAt = 0;
+  /** keepSilence(): a sink runs (and keeps what it hears: silence) with no client's data too, as a real node does */
+  private keep = false;
   private queue: (() => void)[] = [];
   private flushScheduled = false;
   /** the cable whose ring the node fills or drains (its socket served by the cable), or null: read()/write() */
@@ -657,6 +659,10 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
     this.wakeAt = frames > 0 ? this.frames + Math.ceil(frames) : 0;
   }
 
+  keepSilence(on: boolean): void {
+    this.keep = on;
+  }
+
   clients(): ClientInfo[] {
     if (!this.ring) return [];
     return this.linked.map((c) => c.info());
@@ -712,11 +718,13 @@ export class MemoryEndpoint extends EventEmitter implements Endpoint {
     const ring = this.ring;
     if (!ring) return;
     const running = this.running();
-    if (running.length === 0) return;
+    const keep = this.keep && this.options.direction === 'sink';
+    if (running.length === 0 && !keep) return;
     this.cycles++;
     const n = quantum * this.frame;
     if (this.options.direction === 'sink') {
-      const data = this.mix(running.map((c) => c.pull(quantum)));
+      let data = this.mix(running.map((c) => c.pull(quantum)));
+      if (data.length === 0 && keep) data = Buffer.alloc(n, FORMAT_INFO[this.options.format].silence);
       if (data.length === 0) {
         this.quantum = 0;
         return;

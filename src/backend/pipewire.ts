@@ -191,6 +191,10 @@ export class PipeWireEndpoint extends EventEmitter implements Endpoint {
     if (!this._destroyed) this.native.streamWakeAfter(this.handle, Math.max(0, Math.ceil(frames)));
   }
 
+  keepSilence(on: boolean): void {
+    if (!this._destroyed) this.native.streamKeepSilence(this.handle, on);
+  }
+
   clients(): ClientInfo[] {
     return backendPeers(this.native, this.core, this.nodeId);
   }

@@ -97,6 +97,13 @@ export interface Endpoint extends EventEmitter {
    * the node has moved `frames` more frames (silence included); 0 cancels.
    */
   wakeAfter(frames: number): void;
+  /**
+   * sink: keep (true) or drop (false, the default) the silence the node
+   * hears while no client's data flows (none linked, every one paused): OPEN
+   * clock=1 after START, so the reading server reads in real time on the
+   * graph's clock
+   */
+  keepSilence(on: boolean): void;
   clients(): ClientInfo[];
   /** ends every client stream linked to the node (they must not move elsewhere) */
   disconnectClients(): Promise<void>;
