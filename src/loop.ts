@@ -28,7 +28,11 @@
  *    silence, which is not kept: no data is invented), a writing server is
  *    held (the node does not run, so the ring is not drained): nothing a
  *    client played is lost or duplicated, and what arrives resumes where it
- *    paused.
+ *    paused. Except with OPEN clock=1 in read mode: the server asked for
+ *    real time, so from START on the silence the node hears while no
+ *    client's data flows (every client paused, the grace period) is kept
+ *    (Endpoint.keepSilence) and read like PCM, on the graph's clock. Before
+ *    START clock=1 is the loop's own clock (startClock).
  * Write mode, after the server's EOF: the ring is played out, then the node
  * keeps running (silence) until each recording client's own buffer (its
  * node.latency, e.g. pipewire-pulse's fragsize: 2 s for parecord's default)
@@ -692,6 +696,9 @@ export class Loop extends EventEmitter {
     const start = formatStart({ app: c?.appName ?? c?.name ?? null, pid: c?.pid ?? null });
     if (s.cable) s.cable.start(start);
     else s.socket.write(start);
+    // clock=1, read mode: from START on the graph is the clock; what the node hears
+    // while no client's data flows (grace period, every client paused) is kept
+    if (s.req.clock && s.req.mode === 'read') s.ep?.keepSilence(true);
     this.setState('running', `client ${c?.appName ?? c?.name ?? '?'} started`);
     this.onLinksChanged(s);
     if (s.req.mode === 'read') this.pump(s);
@@ -791,6 +798,7 @@ export class Loop extends EventEmitter {
     this.sendOk(s, 'the session ends');
     if (s.req.mode === 'read') {
       // deliver what was captured (also what a failed sound server left in the ring)
+      if (s.req.clock && !s.ep.destroyed) s.ep.keepSilence(false); // the session's end: no more silence after it
       this.setState('draining', why);
       if (s.cable) this.finishCable(s, null, true);
       else this.pump(s);

@@ -11,7 +11,9 @@
  *                      N frames of silence are due by the daemon's clock (the server
  *                      reads them as N frames of silence); mode=write with clock=1:
  *                      the daemon consumes (discards) the server's data at the loop's
- *                      rate until START, so the writer is not held
+ *                      rate until START, so the writer is not held; after START
+ *                      (mode=read) the silence the node hears while no client's
+ *                      data flows is kept (raw PCM, on the graph's clock)
  *   daemon -> server   START [app=NAME] [pid=N]\n   once, when the first client starts
  *   then, mode=read:   raw PCM daemon -> server; EOF = the client went away (ECONNRESET)
  *         mode=write:  raw PCM server -> daemon; daemon -> server `RESET\n` then close

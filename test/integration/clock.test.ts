@@ -27,6 +27,7 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const PLUGIN = path.join(ROOT, 'build', 'alsa', 'libasound_module_pcm_audioloop.so');
 const CONF = path.join(ROOT, 'alsa', '60-audioloop.conf');
+const PACORK = path.join(ROOT, 'dist', 'tools', 'pacork');
 const S16: PcmFormat = { format: 's16le', rate: 48000, channels: 2 };
 const RATE = 48000;
 const FRAME = 4;
@@ -66,9 +67,9 @@ describe('OPEN clock=1 (issue 13): real daemon, real PipeWire, real clients', fu
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  async function startDaemon(dataPlane: 'native' | 'js' = 'native'): Promise<Daemon> {
+  async function startDaemon(dataPlane: 'native' | 'js' = 'native', clientGraceMs = 1000): Promise<Daemon> {
     daemon = new Daemon({
-      config: { ...DEFAULT_CONFIG, audioloopInstances: 2, bufferMs: 1000, logLevel: 'debug', dataPlane },
+      config: { ...DEFAULT_CONFIG, audioloopInstances: 2, bufferMs: 1000, logLevel: 'debug', dataPlane, clientGraceMs },
       socketDir: dir,
       connect: () => new PipeWireBackend({ appName: 'audioloop-test-daemon' }),
       log: createLogger('debug', 'audioloop', (l) => logLines.push(l)),
@@ -189,6 +190,50 @@ describe('OPEN clock=1 (issue 13): real daemon, real PipeWire, real clients', fu
       assert.ok(consumed <= writtenAtStart, 'nothing written after START was consumed');
     });
 
+  }
+
+  for (const plane of ['native', 'js'] as const) {
+    it(`read after START (data_plane = ${plane}): while the client is corked and in the grace period the server reads the node's silence at the loop's rate; every frame of the client in order`, async function () {
+      assert.ok(fs.existsSync(PACORK), `${PACORK} is built by scripts/setup.sh`);
+      await startDaemon(plane, 4000);
+      const srv = await openServer(0, { mode: 'read', ...S16, clock: true, socketDir: dir, app: 'clock-test' });
+      servers.push(srv);
+      // what arrives after START, with its arrival time
+      const got: { t: number; n: number }[] = [];
+      const parts: Buffer[] = [];
+      let started = false;
+      let skip = 0;
+      srv.once('start', () => {
+        started = true;
+        skip = srv.silenceFrames * FRAME;
+      });
+      const ended = new Promise<CodedError>((resolve) => {
+        srv.readable.on('data', (b: Buffer) => {
+          parts.push(b);
+          if (started) got.push({ t: performance.now(), n: b.length });
+        });
+        srv.readable.once('error', resolve);
+      });
+      const frames = RATE;
+      const pcmFile = path.join(tmp, 'counter.raw');
+      fs.writeFileSync(pcmFile, counterPcm('s16le', 2, frames));
+      const pc = spawnTracked('sh', ['-c', `exec ${PACORK} play audioloop0 48000 2 ${(frames / 2) * FRAME} 2500 < ${pcmFile}`]);
+      const corked = await waitFor(() => (pc.stderr().includes('corked') ? performance.now() : null), 15000, 'corked');
+      await sleep(2200);
+      const r = await finished(pc, 20000, 'pacork');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /corked\nuncorked/);
+      const gone = performance.now();
+      const rate = (from: number, to: number): number => got.filter((g) => g.t >= from && g.t < to).reduce((a, g) => a + g.n, 0) / FRAME / ((to - from) / 1000);
+      const err = await ended;
+      assert.equal(err.code, 'ECONNRESET');
+      assertRate(rate(corked + 300, corked + 2000), RATE, `read after START (${plane}), client corked: frames`);
+      assertRate(rate(gone + 500, gone + 3500), RATE, `read after START (${plane}), grace period: frames`);
+      const data = Buffer.concat(parts).subarray(skip);
+      const k = checkCounterSkippingSilence(data, 's16le', 2);
+      assert.deepEqual([k.first, k.frames, k.bad], [0, frames, 0], JSON.stringify(k));
+      assert.ok(k.silent >= RATE * 6, `the cork (2.5 s) and the grace period (4 s) as silence: ${k.silent} frames`);
+    });
   }
 
   it('CLI: record --clock writes silence, then the client; play --clock with no client takes the file\'s time and exits 0; bridge --send --clock sends RTP before a client', async function () {

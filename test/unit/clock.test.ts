@@ -17,7 +17,7 @@ import { Daemon } from '../../src/daemon';
 import { framesDue } from '../../src/loop';
 import { formatOpen, formatSilence, parseOpen, parseSilence, ProtocolError, type OpenRequest } from '../../src/protocol';
 import { describeClock } from '../../src/cli/main';
-import { checkCounter, counterPcm } from '../helpers/pcm';
+import { checkCounter, checkCounterSkippingSilence, counterPcm } from '../helpers/pcm';
 import { sleep, waitFor } from '../helpers/proc';
 
 type CodedError = Error & { code?: string; errno?: number; syscall?: string };
@@ -216,6 +216,59 @@ for (const dataPlane of ['native', 'js'] as const) {
       assert.ok(c.length > 0 && c.every((x) => x === 0), 'silence again');
       assert.ok(srv.silenceFrames > 0);
     });
+
+    for (const clock of [true, false]) {
+      it(`read after START, clock=${clock ? 1 : 0}: while every client is paused and in the grace period ${clock ? "the node's silence is kept, frame for frame of the graph" : 'nothing is read (the silence is not kept)'}; the client's data goes on in order`, async function () {
+        await daemon.stop();
+        backend = new MemoryBackend({ quantum: 256 });
+        daemon = new Daemon({ config: { ...DEFAULT_CONFIG, audioloopInstances: 2, dataPlane, clientGraceMs: 3000 }, socketDir: dir, connect: () => backend, handshakeTimeoutMs: 500 });
+        await daemon.start();
+        const srv = await openServer(0, { mode: 'read', clock, socketDir: dir });
+        open.push(srv);
+        const parts: Buffer[] = [];
+        let total = 0;
+        srv.readable.on('data', (b: Buffer) => {
+          parts.push(b);
+          total += b.length;
+        });
+        const ep = await waitFor(() => backend.endpoint('audioloop0'), 3000, 'the node');
+        const cl = ep.connectClient({ appName: 'player' }).start();
+        cl.play(counterPcm('s16le', 2, 2048));
+        await srv.waitForClient();
+        backend.clock.step(8);
+        const pre = (): number => srv.silenceFrames * FRAME;
+        await waitFor(() => total >= pre() + 2048 * FRAME, 3000, 'the first 2048 frames');
+        // every client paused: the session goes on
+        cl.stop();
+        await waitFor(() => daemon.status().loops[0]!.session?.flowing === false, 3000, 'paused');
+        backend.clock.step(10);
+        if (clock) await waitFor(() => total >= pre() + (2048 + 2560) * FRAME, 3000, 'the silence of 10 cycles');
+        else await sleep(100);
+        assert.equal(total, pre() + (clock ? 2048 + 2560 : 2048) * FRAME, 'exactly what the node heard while paused');
+        cl.start();
+        cl.play(counterPcm('s16le', 2, 1024, 2048));
+        await waitFor(() => daemon.status().loops[0]!.session?.flowing === true, 3000, 'resumed');
+        backend.clock.step(4);
+        await waitFor(() => total >= pre() + (clock ? 2048 + 2560 + 1024 : 3072) * FRAME, 3000, 'the next 1024 frames');
+        // the client goes: the grace period (3 s) runs
+        cl.disconnect();
+        await waitFor(() => daemon.status().loops[0]!.session?.graceUntil, 3000, 'the grace period');
+        backend.clock.step(10);
+        if (clock) await waitFor(() => total >= pre() + (2048 + 2560 + 1024 + 2560) * FRAME, 3000, 'the silence of the grace period');
+        else await sleep(100);
+        const data = Buffer.concat(parts).subarray(pre());
+        const k = checkCounterSkippingSilence(data, 's16le', 2);
+        assert.deepEqual([k.first, k.frames, k.bad], [0, 3072, 0], JSON.stringify(k));
+        assert.equal(k.silent, clock ? 5120 : 0, 'the paused and the grace cycles, as silence (clock=1 only)');
+        assert.equal(data.length, (3072 + k.silent) * FRAME);
+        if (clock) {
+          // after the session's end nothing more comes, although the node would run on
+          const end = new Promise<CodedError>((r) => srv.readable.once('error', r));
+          assert.equal((await end).code, 'ECONNRESET');
+          assert.equal(total, pre() + (3072 + 5120) * FRAME);
+        }
+      });
+    }
 
     it('write: the server\'s data is consumed at the loop\'s rate before a client (the writer is not held); a client then gets the rest in order, without loss', async function () {
       const c = await raw('OPEN mode=write clock=1', 1);
