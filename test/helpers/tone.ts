@@ -3,6 +3,7 @@
  * (not silent), how long it lasts and its frequency (rising zero crossings,
  * interpolated). Channel 0 of interleaved s16le/s24le/s32le/f32le/u8 PCM.
  */
+import assert from 'node:assert/strict';
 import { FORMAT_INFO, type PcmFormat } from '../../src/format';
 import { readSample } from './pcm';
 
@@ -69,4 +70,12 @@ export function analyzeTone(pcm: Buffer, fmt: PcmFormat, threshold = 0.02): Tone
   }
   const freq = n > 0 ? (n * fmt.rate) / (last - first) : 0;
   return { start, end, seconds: (end - start + 1) / fmt.rate, freq, peak, total };
+}
+
+/** asserts a tone of `freq` Hz (within 0.5 %) lasting more than `minSeconds` in `pcm` */
+export function assertTone(pcm: Buffer, fmt: PcmFormat, freq: number, minSeconds: number, what: string): void {
+  const t = analyzeTone(pcm, fmt);
+  const info = `${what}: ${JSON.stringify(t)}`;
+  assert.ok(Math.abs(t.freq - freq) < freq * 0.005, `${freq} Hz: ${info}`);
+  assert.ok(t.seconds > minSeconds, `the tone: ${info}`);
 }

@@ -9,18 +9,16 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Daemon } from '../../src/daemon';
 import { PipeWireBackend } from '../../src/backend/pipewire';
-import { openServer, type LoopServer } from '../../src/client';
-import { createLogger } from '../../src/log';
-import { DEFAULT_CONFIG } from '../../src/config';
+import { openServer } from '../../src/client';
 import { fetchStatus } from '../../src/control';
 import type { PcmFormat } from '../../src/format';
 import { requireSoundServer } from '../helpers/soundserver';
 import { finished, run, sleep, spawnTracked, waitFor } from '../helpers/proc';
-import { analyzeTone } from '../helpers/tone';
+import { analyzeTone, assertTone as assertToneOf } from '../helpers/tone';
+import { useDaemonFixture } from '../helpers/daemon-fixture';
 import { checkCounterSkippingSilence, counterPcm } from '../helpers/pcm';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -44,45 +42,26 @@ function assertRate(perSecond: number, expected: number, what: string): void {
 
 describe('OPEN clock=1 (issue 13): real daemon, real PipeWire, real clients', function () {
   this.timeout(60000);
+  const fx = useDaemonFixture({ prefix: 'audioloop-clock-', socketName: 'audioloop' });
+  const servers = fx.servers;
+  const logLines = fx.logLines;
   let tmp: string;
   let dir: string;
-  let daemon: Daemon | null = null;
-  let logLines: string[] = [];
-  const servers: LoopServer[] = [];
   let tone: string;
 
   before(requireSoundServer);
   beforeEach(function () {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'audioloop-clock-'));
-    dir = path.join(tmp, 'audioloop');
-    logLines = [];
+    ({ tmp, dir } = fx);
     tone = path.join(tmp, 'tone440.wav');
     execFileSync('sox', ['-n', '-r', '48000', '-c', '2', '-b', '16', tone, 'synth', '1', 'sine', '440', 'vol', '0.5']);
   });
-  afterEach(async function () {
-    for (const s of servers.splice(0)) await s.close().catch(() => undefined);
-    if (daemon) await daemon.stop();
-    daemon = null;
-    if (this.currentTest?.state === 'failed' && logLines.length) process.stderr.write(`--- daemon log of "${this.currentTest.title}":\n${logLines.join('\n')}\n`);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
 
-  async function startDaemon(dataPlane: 'native' | 'js' = 'native', clientGraceMs = 1000): Promise<Daemon> {
-    daemon = new Daemon({
-      config: { ...DEFAULT_CONFIG, audioloopInstances: 2, bufferMs: 1000, logLevel: 'debug', dataPlane, clientGraceMs },
-      socketDir: dir,
-      connect: () => new PipeWireBackend({ appName: 'audioloop-test-daemon' }),
-      log: createLogger('debug', 'audioloop', (l) => logLines.push(l)),
-    });
-    await daemon.start();
-    return daemon;
+  function startDaemon(dataPlane: 'native' | 'js' = 'native', clientGraceMs = 1000): Promise<Daemon> {
+    return fx.start({ audioloopInstances: 2, bufferMs: 1000, dataPlane, clientGraceMs }, () => new PipeWireBackend({ appName: 'audioloop-test-daemon' }));
   }
 
   function assertTone(pcm: Buffer, what: string): void {
-    const t = analyzeTone(pcm, S16);
-    const info = `${what}: ${JSON.stringify(t)}`;
-    assert.ok(Math.abs(t.freq - 440) < 440 * 0.005, `440 Hz: ${info}`);
-    assert.ok(t.seconds > 0.9, `the tone: ${info}`);
+    assertToneOf(pcm, S16, 440, 0.9, what);
   }
 
   for (const plane of ['native', 'js'] as const) {

@@ -11,15 +11,12 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Daemon } from '../../src/daemon';
-import { openServer, type LoopServer } from '../../src/client';
-import { createLogger } from '../../src/log';
-import { DEFAULT_CONFIG } from '../../src/config';
+import { openServer } from '../../src/client';
 import { fetchStatus } from '../../src/control';
 import { DATA_PLANES, type DataPlane } from '../../src/loop';
 import type { AudioloopError } from '../../src/errors';
+import { useDaemonFixture } from '../helpers/daemon-fixture';
 import { onPulseAudio, requireSoundServer, soundServerTitle, suiteBackend } from '../helpers/soundserver';
 import { run, spawnTracked, waitFor, type Finished } from '../helpers/proc';
 import { checkCounterSkippingSilence, counterPcm } from '../helpers/pcm';
@@ -45,37 +42,23 @@ const FRAMES = 24000; // 0.5 s at 48 kHz
 
 describe(`OK only after the node is registered: real daemon, real ${soundServerTitle()}`, function () {
   this.timeout(90000);
-  let tmp = '';
+  const fx = useDaemonFixture({
+    prefix: 'audioloop-okreg-',
+    socketName: 'sock',
+    logTail: 200,
+    afterStop: () => waitFor(async () => ![...(await listedNodes()).names].some((n) => /^audioloop\d+$/.test(n)), 5000, 'no audioloop node left').then(() => undefined),
+  });
+  const servers = fx.servers;
+  const logLines = fx.logLines;
   let dir = '';
-  let daemon: Daemon | null = null;
-  let logLines: string[] = [];
-  const servers: LoopServer[] = [];
 
   before(requireSoundServer);
   beforeEach(function () {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'audioloop-okreg-'));
-    dir = path.join(tmp, 'sock');
-    logLines = [];
-  });
-  afterEach(async function () {
-    for (const s of servers.splice(0)) await s.close().catch(() => undefined);
-    if (daemon) await daemon.stop();
-    daemon = null;
-    if (this.currentTest?.state === 'failed' && logLines.length) {
-      process.stderr.write(`--- daemon log of "${this.currentTest.title}":\n${logLines.slice(-200).join('\n')}\n`);
-    }
-    await waitFor(async () => ![...(await listedNodes()).names].some((n) => /^audioloop\d+$/.test(n)), 5000, 'no audioloop node left');
-    fs.rmSync(tmp, { recursive: true, force: true });
+    dir = fx.dir;
   });
 
   async function startDaemon(instances: number, dataPlane: DataPlane): Promise<void> {
-    daemon = new Daemon({
-      config: { ...DEFAULT_CONFIG, audioloopInstances: instances, bufferMs: 1000, logLevel: 'debug', dataPlane },
-      socketDir: dir,
-      connect: () => suiteBackend('audioloop-test-okreg'),
-      log: createLogger('debug', 'audioloop', (l) => logLines.push(l)),
-    });
-    await daemon.start();
+    await fx.start({ audioloopInstances: instances, bufferMs: 1000, dataPlane }, () => suiteBackend('audioloop-test-okreg'));
   }
 
   for (const plane of DATA_PLANES) {
@@ -104,7 +87,7 @@ describe(`OK only after the node is registered: real daemon, real ${soundServerT
     it(`${plane} data plane: 4 loops opened at once, a ${onPulseAudio() ? 'paplay' : 'pw-play'} started on each OK: every one accepted, every one delivers its data`, async function () {
       const K = 4;
       await startDaemon(K, plane);
-      const file = path.join(tmp, 'counter.raw');
+      const file = path.join(fx.tmp, 'counter.raw');
       fs.writeFileSync(file, counterPcm('s16le', 2, FRAMES));
       const players: Promise<Finished>[] = [];
       const got: Buffer[][] = Array.from({ length: K }, () => []);
