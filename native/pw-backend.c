@@ -256,8 +256,6 @@ static void on_node_info(void *data, const struct pw_node_info *info)
 		const char *v = spa_dict_lookup(info->props, PW_KEY_NODE_LATENCY);
 		unsigned num = 0, den = 0;
 		n->latency = v != NULL && sscanf(v, "%u/%u", &num, &den) == 2 && den > 0 ? (double)num / den : 0;
-	}
-	if ((info->change_mask & PW_NODE_CHANGE_MASK_PROPS) && info->props != NULL) {
 		/* pipewire-pulse (0.3.65 stream_process) drops what reaches a
 		 * stream until it has answered the client's CREATE_*_STREAM, which
 		 * waits for the link in its own registry; that answer sets the
