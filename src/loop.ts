@@ -404,6 +404,18 @@ export class Loop extends EventEmitter {
     if (ep) this.bindEndpoint(s, ep);
   }
 
+  /** a protocol line to the server on either data plane; false (logged at debug) if it could not go */
+  private sendLine(s: Session, line: string, what: string): boolean {
+    try {
+      if (s.cable) s.cable.line(line);
+      else s.socket.write(line);
+      return true;
+    } catch (e) {
+      this.log.debug(`${what} not sent: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
   /**
    * The OK line, once; every other line (TIMEOUT, START, RESET) and the
    * daemon's EOF or close call this first, so OK always comes first. Sent
@@ -416,16 +428,8 @@ export class Loop extends EventEmitter {
     s.okSent = true;
     if (s.okTimer) clearTimeout(s.okTimer);
     s.okTimer = null;
-    try {
-      if (s.cable) {
-        if (s.cable.peer() !== 'closed' && !s.finishing) s.cable.line(s.okLine);
-      } else if (!s.socket.destroyed && !s.socket.writableEnded) {
-        s.socket.write(s.okLine);
-      }
-    } catch (e) {
-      this.log.debug(`OK not sent: ${(e as Error).message}`);
-      return;
-    }
+    const open = s.cable ? s.cable.peer() !== 'closed' && !s.finishing : !s.socket.destroyed && !s.socket.writableEnded;
+    if (open && !this.sendLine(s, s.okLine, 'OK')) return;
     this.log.debug(`OK to the server (${why})`);
     if (this.s !== s || this._state !== 'waiting' || s.started) return;
     if (s.req.waitMs !== undefined) this.armWait(s, s.req.waitMs);
@@ -476,13 +480,7 @@ export class Loop extends EventEmitter {
       this.sendOk(s, 'TIMEOUT');
       s.timeouts++;
       this.log.info(`no client started within ${ms} ms (wait=${ms}): TIMEOUT ${s.timeouts} to the server`);
-      try {
-        if (s.cable) s.cable.line(formatTimeout(ms));
-        else s.socket.write(formatTimeout(ms));
-      } catch (e) {
-        this.log.debug(`TIMEOUT not sent: ${(e as Error).message}`);
-        return;
-      }
+      if (!this.sendLine(s, formatTimeout(ms), 'TIMEOUT')) return;
       this.armWait(s, ms);
     }, ms);
   }
@@ -552,13 +550,7 @@ export class Loop extends EventEmitter {
         return;
       }
       this.sendOk(s, 'SILENCE');
-      try {
-        if (s.cable) s.cable.line(formatSilence(n));
-        else s.socket.write(formatSilence(n));
-      } catch (e) {
-        this.log.debug(`SILENCE not sent: ${(e as Error).message}`);
-        return;
-      }
+      if (!this.sendLine(s, formatSilence(n), 'SILENCE')) return;
       c.frames = due;
       c.lines++;
       return;
