@@ -149,8 +149,11 @@ void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n)
 	 * node may run cycles before its link to the client carries them (seen:
 	 * the first quantum after START lost by parecord/pw-record; a recorder
 	 * slow to take its Start in a running graph lost all of that time) */
-	if (atomic_load_explicit(&c->gate, memory_order_acquire) &&
-	    (!fd_mode || atomic_load_explicit(&c->active_links, memory_order_acquire) > 0)) {
+	bool flowing = !fd_mode || atomic_load_explicit(&c->active_links, memory_order_acquire) > 0;
+	/* ... and not in the first settle_cycles cycles the link is seen
+	 * flowing: those play silence (the backend's choice, pw-backend.c) */
+	c->ready_cycles = flowing ? RING_MIN(c->ready_cycles + 1, c->settle_cycles + 1) : 0;
+	if (atomic_load_explicit(&c->gate, memory_order_acquire) && flowing && (!fd_mode || c->ready_cycles > c->settle_cycles)) {
 		/* whole frames only: a writer may have put part of one in */
 		uint32_t avail = ring_fill(&c->ring);
 		avail -= avail % c->stride;

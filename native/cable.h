@@ -70,6 +70,8 @@ struct al_cable {
 	_Atomic int primed;          /* playback: data was written since the last underrun */
 	_Atomic int want_space;      /* playback: the writer waits for free space */
 	_Atomic int drained;         /* playback after EOF: [rt] saw the ring empty */
+	uint32_t ready_cycles;       /* [rt] only: playback, fd mode: consecutive cycles with a client's link flowing (capped) */
+	uint32_t settle_cycles;      /* set by the backend before its stream runs ([js, locked]), read by [rt]: of those, how many still play silence */
 	/* set by the backend ([loop]), read by [rt] */
 	_Atomic uint32_t links;      /* client links to the node */
 	_Atomic uint32_t active_links; /* those of them active, the client's node running: its data flows */
