@@ -1,4 +1,5 @@
 /* The host: event queue, JS targets, the I/O thread's lifetime (see host.h). */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +246,7 @@ int al_host_io_start(struct al_host *h)
 		h->efd = h->epfd = -1;
 		return -res;
 	}
+	pthread_setname_np(h->io_thread, "audioloop-io"); /* top -H, /proc/PID/task/TID/comm */
 	h->io_started = true;
 	return 0;
 }
