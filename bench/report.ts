@@ -97,7 +97,47 @@ export interface BenchResults {
     latency: { rule: string; targetMs: number; met: boolean };
     cpu: { rule: string; valuePct: number; met: boolean };
     exactness: { rule: string; lost: number; duplicated: number; met: boolean };
+    /** the data-plane targets (issue 11), each check against a peer measured in the same run; absent in older results */
+    dataPlane?: DataPlaneTargets;
   };
+}
+
+export interface DataPlaneCheck {
+  name: string;
+  value: number;
+  limit: number;
+  unit: string;
+  met: boolean;
+}
+export interface DataPlaneTargets {
+  checks: DataPlaneCheck[];
+  met: boolean;
+}
+
+/**
+ * The data-plane targets: CPU ratio daemon / pw-loopback <= 1.0 at every
+ * loop count and 16 loops under 3 % of one core; RSS at 1 loop <= 55 MiB and
+ * at 16 loops <= 0.5x the pw-loopback processes; latency p99 ours / peer <=
+ * 1.0 on every compared path. A missing figure (NaN) is not met.
+ */
+export function dataPlaneTargets(configs: BenchResults['cpu']['configs'], comparisons: BenchResults['latency']['comparisons']): DataPlaneTargets {
+  const checks: DataPlaneCheck[] = [];
+  const add = (name: string, value: number, limit: number, unit: string): void =>
+    void checks.push({ name, value, limit, unit, met: Number.isFinite(value) && value <= limit });
+  for (const c of configs) add(`CPU ratio at ${c.loops} loop(s)`, c.ratioCpu, 1, 'x');
+  const c16 = configs.find((c) => c.loops === 16);
+  const c1 = configs.find((c) => c.loops === 1);
+  add('CPU at 16 loops', c16?.ours.cpuPct ?? NaN, 3, '% of one core');
+  add('RSS at 1 loop', (c1?.ours.rssKiB ?? NaN) / 1024, 55, 'MiB');
+  add('RSS ratio at 16 loops', c16?.ratioRss ?? NaN, 0.5, 'x');
+  for (const c of comparisons) add(`latency p99 ${c.ours} / ${c.peer}`, c.ratioP99, 1, 'x');
+  return { checks, met: checks.length > 0 && checks.every((c) => c.met) };
+}
+
+/** (daemon + sound server) / (peer + sound server): no cost moved into the sound server unseen */
+export function withServerRatio(ours: CpuSample, peer: CpuSample): number {
+  const d = peer.cpuPct + peer.pipewireCpuPct;
+  return d > 0 ? (ours.cpuPct + ours.pipewireCpuPct) / d : NaN;
 }
 
 export const PATH_LABELS: Record<string, string> = {
@@ -158,11 +198,11 @@ export function renderMarkdown(r: BenchResults): string {
   }
   L.push(`**CPU and memory** (${r.cpu.intervalS} s per point, % of one core; ours = the daemon process, peer = the pw-loopback processes; pipewire itself for context):`);
   L.push('');
-  L.push('| loops | ours CPU % | per loop | peer CPU % | per loop | ratio | ours RSS MiB | peer RSS MiB | ratio | pipewire CPU % ours / peer |');
-  L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  L.push('| loops | ours CPU % | per loop | peer CPU % | per loop | ratio | ours RSS MiB | peer RSS MiB | ratio | pipewire CPU % ours / peer | ratio with pipewire |');
+  L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of r.cpu.configs)
     L.push(`| ${c.loops} | ${f(c.ours.cpuPct, 2)} | ${f(c.ours.cpuPctPerLoop, 2)} | ${f(c.peer.cpuPct, 2)} | ${f(c.peer.cpuPctPerLoop, 2)} | ${f(c.ratioCpu, 2)} | ` +
-      `${f(c.ours.rssKiB / 1024)} | ${f(c.peer.rssKiB / 1024)} | ${f(c.ratioRss, 2)} | ${f(c.ours.pipewireCpuPct)} / ${f(c.peer.pipewireCpuPct)} |`);
+      `${f(c.ours.rssKiB / 1024)} | ${f(c.peer.rssKiB / 1024)} | ${f(c.ratioRss, 2)} | ${f(c.ours.pipewireCpuPct)} / ${f(c.peer.pipewireCpuPct)} | ${f(withServerRatio(c.ours, c.peer), 2)} |`);
   L.push('');
   const e = r.exactness;
   L.push(`**Sample exactness** (${e.durationS} s counter pattern, both directions at once, clients at ${e.clientLatencyMs} ms):`);
@@ -202,6 +242,11 @@ export function renderMarkdown(r: BenchResults): string {
   L.push(`**Targets**: latency (${t.latency.rule}): ${yes(t.latency.met)}; CPU (${t.cpu.rule}): ${f(t.cpu.valuePct, 2)} %, ${yes(t.cpu.met)}; ` +
     `exactness (${t.exactness.rule}): ${t.exactness.lost} lost, ${t.exactness.duplicated} duplicated, ${yes(t.exactness.met)}.`);
   L.push('');
+  if (t.dataPlane) {
+    L.push(`**Data-plane targets** (each against the peer measured in this run): ${yes(t.dataPlane.met)} in all; not met: ` +
+      (t.dataPlane.checks.filter((c) => !c.met).map((c) => `${c.name} ${f(c.value, 2)} ${c.unit} (limit ${c.limit})`).join('; ') || 'none') + '.');
+    L.push('');
+  }
   L.push('![latency and CPU plot](bench/results/latest.png)');
   return L.join('\n') + '\n';
 }
@@ -247,6 +292,8 @@ export function renderTable(r: BenchResults): string {
   const t = r.targets;
   L.push(`targets: latency ${yes(t.latency.met)} (<= ${f(t.latency.targetMs, 2)} ms over peer p99), cpu ${yes(t.cpu.met)} (${f(t.cpu.valuePct, 2)} % for 16 loops), ` +
     `exactness ${yes(t.exactness.met)} (${t.exactness.lost} lost, ${t.exactness.duplicated} dup)`);
+  if (t.dataPlane)
+    for (const c of t.dataPlane.checks) L.push(`  ${c.met ? 'met    ' : 'NOT met'} ${c.name}: ${f(c.value, 2)} ${c.unit} (limit ${c.limit})`);
   return L.join('\n');
 }
 

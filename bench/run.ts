@@ -33,7 +33,7 @@ import {
   type PathResult,
 } from './paths';
 import { killAllSync, rssKiB, runSync, sleep, spawnChild, stopAll, stopChild, waitFor } from './proc';
-import { pathSummary, renderMarkdown, renderTable, updateReadme, type BenchResults } from './report';
+import { dataPlaneTargets, pathSummary, renderMarkdown, renderTable, updateReadme, type BenchResults } from './report';
 import { renderPng } from './png';
 import { measurePulseAudio, type PulseAudioResults } from './pulseaudio';
 
@@ -417,6 +417,13 @@ function buildResults(
   });
   const ex = { c2s: exactOut(exact.c2s, exact.xruns[0]!), s2c: exactOut(exact.s2c, exact.xruns[1]!) };
   const cpu16 = cpu.find((c) => c.loops === 16);
+  const cpuConfigs = cpu.map((c) => ({
+    loops: c.loops,
+    ours: c.ours,
+    peer: c.peer,
+    ratioCpu: ratio(c.ours.cpuPct, c.peer.cpuPct),
+    ratioRss: ratio(c.ours.rssKiB, c.peer.rssKiB),
+  }));
   return {
     version: 1,
     date: new Date().toISOString(),
@@ -433,13 +440,7 @@ function buildResults(
       method: 'utime+stime from /proc/PID/stat over a fixed interval, % of one core; RSS = VmRSS',
       intervalS: o.quick ? 1 : 15,
       daemonRssIdleKiB: daemonRssIdle,
-      configs: cpu.map((c) => ({
-        loops: c.loops,
-        ours: c.ours,
-        peer: c.peer,
-        ratioCpu: ratio(c.ours.cpuPct, c.peer.cpuPct),
-        ratioRss: ratio(c.ours.rssKiB, c.peer.rssKiB),
-      })),
+      configs: cpuConfigs,
     },
     exactness: { durationS: o.durationS, clientLatencyMs: 100, ...ex },
     dsp,
@@ -452,6 +453,7 @@ function buildResults(
         duplicated: ex.c2s.duplicatedFrames + ex.s2c.duplicatedFrames,
         met: ex.c2s.lostFrames + ex.s2c.lostFrames + ex.c2s.duplicatedFrames + ex.s2c.duplicatedFrames === 0,
       },
+      dataPlane: dataPlaneTargets(cpuConfigs, comparisons),
     },
   };
 }

@@ -137,6 +137,11 @@ describe('bench (npm run bench -- --quick)', function () {
 
     // targets are reported as booleans
     for (const t of [res.targets.latency, res.targets.cpu, res.targets.exactness]) assert.equal(typeof t.met, 'boolean');
+    // the data-plane targets: 3 CPU ratios, CPU at 16, RSS at 1, RSS ratio at 16, one latency ratio per comparison
+    const dp = res.targets.dataPlane;
+    assert.ok(dp, 'targets.dataPlane');
+    assert.equal(dp.checks.length, res.cpu.configs.length + 3 + res.latency.comparisons.length);
+    assert.equal(dp.met, dp.checks.every((c) => c.met));
 
     // latest.md: the tables; latest.png: a valid PNG with sane dimensions and CRCs
     const md = fs.readFileSync(path.join(out, 'latest.md'), 'utf8');
