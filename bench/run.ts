@@ -33,7 +33,7 @@ import {
   type PathResult,
 } from './paths';
 import { killAllSync, rssKiB, runSync, sleep, spawnChild, stopAll, stopChild, waitFor } from './proc';
-import { dataPlaneTargets, pathSummary, renderMarkdown, renderTable, updateReadme, type BenchResults } from './report';
+import { dataPlaneTargets, mergeRuns, pathSummary, renderMarkdown, renderTable, updateReadme, type BenchResults, type PathSummary } from './report';
 import { renderPng } from './png';
 import { measurePulseAudio, type PulseAudioResults } from './pulseaudio';
 
@@ -48,6 +48,10 @@ in one run, on a private headless sound server that it starts and stops.
   --duration D         length of the sample-exactness run: seconds, or with
                        a unit (90s, 3m); default 3m (quick: 2s)
   --latency-duration D length of each latency run (default 10s, quick 1s)
+  --latency-runs N     measure each latency path N times, interleaved, with
+                       fresh client streams (default 3, quick 2): a client
+                       stream keeps its start-up buffer fill for life, so
+                       one run is one draw; the report gives the medians
   --out DIR            where to write latest.json/.md/.png (default bench/results)
   --update-readme      replace the table between the bench markers in README.md
                        with the new latest.md
@@ -67,10 +71,18 @@ function parseDuration(v: string, name: string): number {
 
 class UsageError extends Error {}
 
+function parseRuns(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 20) throw new UsageError(`--latency-runs: an integer 1-20, got "${v}"`);
+  return n;
+}
+
 interface Options {
   quick: boolean;
   durationS: number;
   latencyS: number;
+  /** each latency path this many times, interleaved, fresh client streams each time */
+  latencyRuns: number;
   outDir: string;
   updateReadme: boolean;
 }
@@ -84,6 +96,7 @@ function options(argv: string[]): Options | null {
         quick: { type: 'boolean' },
         duration: { type: 'string' },
         'latency-duration': { type: 'string' },
+        'latency-runs': { type: 'string' },
         out: { type: 'string' },
         'update-readme': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -102,6 +115,7 @@ function options(argv: string[]): Options | null {
     quick,
     durationS: dur !== undefined ? parseDuration(dur, '--duration') : quick ? 2 : 180,
     latencyS: v['latency-duration'] !== undefined ? parseDuration(v['latency-duration'], '--latency-duration') : quick ? 1 : 10,
+    latencyRuns: v['latency-runs'] !== undefined ? parseRuns(v['latency-runs']) : quick ? 2 : 3,
     outDir: path.resolve(v.out ?? path.join(ROOT, 'bench', 'results')),
     updateReadme: !!v['update-readme'],
   };
@@ -214,16 +228,19 @@ async function main(o: Options): Promise<void> {
     log(`PipeWire ${m.pipewire}, ${m.cores} cores, quantum ${m.measuredQuantum} at ${CLIENT_LATENCY_MS} ms client latency (default ${m.defaultQuantum})`);
 
     // (a) latency
-    const lat: Record<string, PathResult> = {};
+    const lat: Record<string, PathSummary[]> = {};
     const nullIdx = loadNullSink('bench_null');
     const lb = await startLoopback('bench_lb');
     const lo = { durationS: o.latencyS };
-    for (const fam of ['pulse', 'pw'] as Family[]) {
-      log(`latency (${fam} tools, ${o.latencyS} s each)`);
-      lat[`ours_c2s_${fam}`] = await oursClientToServer(0, fam, lo, socketDir);
-      lat[`ours_s2c_${fam}`] = await oursServerToClient(1, fam, lo, socketDir);
-      lat[`nullsink_${fam}`] = await peerPath(fam, 'bench_null', null, lo);
-      lat[`pwloopback_${fam}`] = await peerPath(fam, 'bench_lb', 'bench_lb_src', lo);
+    const keep = (id: string, r: PathResult): void => void (lat[id] ??= []).push(pathSummary(r));
+    for (let run = 1; run <= o.latencyRuns; run++) {
+      for (const fam of ['pulse', 'pw'] as Family[]) {
+        log(`latency (${fam} tools, ${o.latencyS} s each, run ${run} of ${o.latencyRuns})`);
+        keep(`ours_c2s_${fam}`, await oursClientToServer(0, fam, lo, socketDir));
+        keep(`ours_s2c_${fam}`, await oursServerToClient(1, fam, lo, socketDir));
+        keep(`nullsink_${fam}`, await peerPath(fam, 'bench_null', null, lo));
+        keep(`pwloopback_${fam}`, await peerPath(fam, 'bench_lb', 'bench_lb_src', lo));
+      }
     }
     await stopChild(lb);
 
@@ -373,7 +390,7 @@ function ratio(a: number, b: number): number {
 function buildResults(
   o: Options,
   m: BenchResults['machine'],
-  lat: Record<string, PathResult>,
+  lat: Record<string, PathSummary[]>,
   cpu: { loops: number; ours: CpuSample; peer: CpuSample }[],
   daemonRssIdle: number,
   exact: { c2s: PathResult; s2c: PathResult; xruns: number[] },
@@ -383,7 +400,7 @@ function buildResults(
   const quantumMs = (m.measuredQuantum / m.rate) * 1000;
   const targetMs = Math.round((quantumMs + 2) * 100) / 100;
   const paths: BenchResults['latency']['paths'] = {};
-  for (const [id, r] of Object.entries(lat)) paths[id] = pathSummary(r);
+  for (const [id, runs] of Object.entries(lat)) paths[id] = mergeRuns(runs);
   const comparisons: BenchResults['latency']['comparisons'] = [];
   for (const fam of ['pulse', 'pw']) {
     for (const dir of ['c2s', 's2c']) {
@@ -433,6 +450,7 @@ function buildResults(
     latency: {
       method: 'counter-timestamp: s16le stereo frames carry their index; latency = receive time - write time, sampled every 48th frame',
       durationS: o.latencyS,
+      runs: o.latencyRuns,
       paths,
       comparisons,
     },

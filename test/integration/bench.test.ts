@@ -38,7 +38,7 @@ describe('bench (npm run bench -- --quick)', function () {
   it('--help prints the options and exits 0; a bad --duration exits 2', async function () {
     const h = await run(process.execPath, [BENCH, '--help']);
     assert.equal(h.code, 0, h.stderr);
-    for (const opt of ['--quick', '--duration', '--out', '--update-readme']) assert.ok(h.stdout.includes(opt), `help mentions ${opt}`);
+    for (const opt of ['--quick', '--duration', '--latency-runs', '--out', '--update-readme']) assert.ok(h.stdout.includes(opt), `help mentions ${opt}`);
     const bad = await run(process.execPath, [BENCH, '--duration', 'soon']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--duration must be a number of seconds/);
@@ -72,6 +72,10 @@ describe('bench (npm run bench -- --quick)', function () {
       const p50 = finite(p.p50Ms, `${id} p50`);
       const p99 = finite(p.p99Ms, `${id} p99`);
       assert.ok(p50 > 0 && p50 <= p99 && p99 < 2000, `${id}: p50 ${p50} p99 ${p99}`);
+      // --quick measures each path twice (fresh client streams): both runs kept, p50 their median
+      assert.equal(res.latency.runs, 2);
+      assert.equal(p.runs?.length, 2, `${id}: runs`);
+      assert.ok(Math.abs(p50 - (p.runs![0]!.p50Ms + p.runs![1]!.p50Ms) / 2) < 1e-9, `${id}: p50 ${p50} is the median of ${JSON.stringify(p.runs)}`);
     }
     // (a2) a row per requested latency (OPEN latency=MS) against pw-loopback --latency MS
     assert.deepEqual((res.requestedLatency ?? []).map((q) => q.requestedMs), [5, 10, 20]);

@@ -1,6 +1,6 @@
 /** The bench's data-plane targets (issue 11): each check against the peer of the same run; a missing figure is not met. */
 import assert from 'node:assert/strict';
-import { dataPlaneTargets, renderTable, withServerRatio, type BenchResults } from '../../bench/report';
+import { dataPlaneTargets, mergeRuns, renderTable, withServerRatio, type BenchResults, type PathSummary } from '../../bench/report';
 import type { CpuSample } from '../../bench/cpu';
 
 const sample = (cpuPct: number, rssMiB: number, pipewireCpuPct = 1): CpuSample => ({ cpuPct, cpuPctPerLoop: cpuPct, rssKiB: rssMiB * 1024, pipewireCpuPct });
@@ -72,5 +72,37 @@ describe('bench data-plane targets', function () {
     assert.match(text, /NOT met CPU ratio at 1 loop\(s\): 1\.60 x \(limit 1\)/);
     assert.match(text, /met {5}RSS at 1 loop: 54\.00 MiB \(limit 55\)/);
     assert.match(text, /NOT met CPU at 16 loops: n\/a/);
+  });
+});
+
+describe('bench mergeRuns: one path measured several times', function () {
+  const run = (p50Ms: number, p99Ms: number, lost = 0): PathSummary => ({
+    p50Ms,
+    p99Ms,
+    meanMs: p50Ms,
+    minMs: p50Ms - 1,
+    maxMs: p99Ms + 1,
+    samples: 100,
+    framesWritten: 1000,
+    framesReceived: 1000 - lost,
+    lostFrames: lost,
+    duplicatedFrames: 0,
+    silenceInserted: 0,
+    restarts: 0,
+  });
+
+  it('p50/p99/mean are the medians over the runs, min/max over all, counts summed, each run kept', function () {
+    const m = mergeRuns([run(9.4, 14.9), run(30.8, 36.3, 512), run(9.6, 15.8)]);
+    assert.deepEqual([m.p50Ms, m.p99Ms, m.meanMs, m.minMs, m.maxMs], [9.6, 15.8, 9.6, 8.4, 37.3]);
+    assert.deepEqual([m.samples, m.framesWritten, m.framesReceived, m.lostFrames], [300, 3000, 2488, 512]);
+    assert.deepEqual(m.runs, [{ p50Ms: 9.4, p99Ms: 14.9 }, { p50Ms: 30.8, p99Ms: 36.3 }, { p50Ms: 9.6, p99Ms: 15.8 }]);
+  });
+
+  it('an even number of runs: the mean of the middle two; one run: itself, without a runs list', function () {
+    const m = mergeRuns([run(10, 20), run(30, 40)]);
+    assert.deepEqual([m.p50Ms, m.p99Ms], [20, 30]);
+    const one = run(5, 6);
+    assert.equal(mergeRuns([one]), one);
+    assert.equal(mergeRuns([one]).runs, undefined);
   });
 });
