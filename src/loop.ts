@@ -404,6 +404,11 @@ export class Loop extends EventEmitter {
     if (ep) this.bindEndpoint(s, ep);
   }
 
+  /** the daemon has ended its side of the server end: no more lines go out (either data plane) */
+  private lineSideEnded(s: Session): boolean {
+    return s.cable ? s.finishing : s.socket.destroyed || s.socket.writableEnded;
+  }
+
   /** a protocol line to the server on either data plane; false (logged at debug) if it could not go */
   private sendLine(s: Session, line: string, what: string): boolean {
     try {
@@ -428,7 +433,7 @@ export class Loop extends EventEmitter {
     s.okSent = true;
     if (s.okTimer) clearTimeout(s.okTimer);
     s.okTimer = null;
-    const open = s.cable ? s.cable.peer() !== 'closed' && !s.finishing : !s.socket.destroyed && !s.socket.writableEnded;
+    const open = !this.lineSideEnded(s) && (!s.cable || s.cable.peer() !== 'closed');
     if (open && !this.sendLine(s, s.okLine, 'OK')) return;
     this.log.debug(`OK to the server (${why})`);
     if (this.s !== s || this._state !== 'waiting' || s.started) return;
@@ -476,7 +481,7 @@ export class Loop extends EventEmitter {
     s.waitTimer = setTimeout(() => {
       s.waitTimer = null;
       if (this.s !== s || this._state !== 'waiting') return;
-      if (s.cable ? s.finishing : s.socket.destroyed || s.socket.writableEnded) return;
+      if (this.lineSideEnded(s)) return;
       this.sendOk(s, 'TIMEOUT');
       s.timeouts++;
       this.log.info(`no client started within ${ms} ms (wait=${ms}): TIMEOUT ${s.timeouts} to the server`);
@@ -539,7 +544,7 @@ export class Loop extends EventEmitter {
     const n = due - c.frames;
     if (s.req.mode === 'read') {
       if (n <= 0) return;
-      if (s.cable ? s.finishing : s.socket.destroyed || s.socket.writableEnded) return;
+      if (this.lineSideEnded(s)) return;
       const backlog = s.cable ? s.cable.stats().queued : s.socket.writableLength;
       if (backlog > CLOCK_BACKLOG_BYTES) {
         const keep = Math.floor(s.epOptions.ringBytes / s.frame);
