@@ -46,7 +46,7 @@ in one run, on a private headless sound server that it starts and stops.
 
   --quick              smoke test: short runs (about 40 s in all)
   --duration D         length of the sample-exactness run: seconds, or with
-                       a unit (90s, 3m); default 3m (quick: 2s)
+                       a unit (90s, 3m, 1h); default 3m (quick: 2s)
   --latency-duration D length of each latency run (default 10s, quick 1s)
   --latency-runs N     measure each latency path N times, interleaved, with
                        fresh client streams (default 3, quick 2): a client
@@ -61,10 +61,10 @@ Environment: BENCH_QUICK=1 and BENCH_DURATION=D do what the flags do.
 Exit codes: 0 done (targets are reported, never enforced), 1 error, 2 usage.`;
 
 function parseDuration(v: string, name: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
-  if (!m) throw new UsageError(`${name} must be a number of seconds or have a unit (500ms, 90s, 3m), got "${v}"`);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new UsageError(`${name} must be a number of seconds or have a unit (500ms, 90s, 3m, 1h), got "${v}"`);
   const n = Number(m[1]);
-  const s = m[2] === 'm' ? n * 60 : m[2] === 'ms' ? n / 1000 : n;
+  const s = m[2] === 'h' ? n * 3600 : m[2] === 'm' ? n * 60 : m[2] === 'ms' ? n / 1000 : n;
   if (!(s > 0) || s > 24 * 3600) throw new UsageError(`${name} must be between 0 and 24 h, got "${v}"`);
   return s;
 }

@@ -35,13 +35,17 @@ describe('bench (npm run bench -- --quick)', function () {
     if (out) fs.rmSync(out, { recursive: true, force: true });
   });
 
-  it('--help prints the options and exits 0; a bad --duration exits 2', async function () {
+  it('--help prints the options and exits 0; a bad --duration exits 2, hours parse', async function () {
     const h = await run(process.execPath, [BENCH, '--help']);
     assert.equal(h.code, 0, h.stderr);
     for (const opt of ['--quick', '--duration', '--latency-runs', '--out', '--update-readme']) assert.ok(h.stdout.includes(opt), `help mentions ${opt}`);
     const bad = await run(process.execPath, [BENCH, '--duration', 'soon']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--duration must be a number of seconds/);
+    // hours parse (the issue's `--duration 1h`): 25h is read as 90000 s, over the bound
+    const long = await run(process.execPath, [BENCH, '--duration', '25h']);
+    assert.equal(long.code, 2);
+    assert.match(long.stderr, /--duration must be between 0 and 24 h, got "25h"/);
   });
 
   it('measures every metric and writes latest.json, latest.md and latest.png', async function () {
