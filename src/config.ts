@@ -51,6 +51,12 @@ export interface AudioloopConfig {
    * next track) stays in the same session (one START, one ECONNRESET)
    */
   clientGraceMs: number;
+  /**
+   * node.latency (ms) of a read loop whose server did not ask latency=,
+   * 0-1000, 0: none (PipeWire: its sink runs before any client, at the
+   * graph's default quantum without it; see conf/audioloop.conf)
+   */
+  defaultLatencyMs: number;
   logLevel: LogLevel;
   /** text lines for people, or one JSON object per line for log collectors */
   logFormat: LogFormat;
@@ -70,6 +76,7 @@ export const DEFAULT_CONFIG: Readonly<AudioloopConfig> = Object.freeze({
   audioloopInstances: 1,
   bufferMs: 200,
   clientGraceMs: 1000,
+  defaultLatencyMs: 20,
   logLevel: 'info',
   logFormat: 'text',
 });
@@ -125,6 +132,7 @@ const KEYS = {
   },
   buffer_ms: { field: 'bufferMs', schema: intSchema(10, 2000), allowed: 'integers 10-2000' },
   client_grace_ms: { field: 'clientGraceMs', schema: intSchema(0, 60000), allowed: 'integers 0-60000' },
+  default_latency_ms: { field: 'defaultLatencyMs', schema: intSchema(0, 1000), allowed: 'integers 0-1000 (0: none)' },
   log_level: { field: 'logLevel', schema: z.enum(['error', 'warn', 'info', 'debug']), allowed: LOG_LEVELS.join(', ') },
   log_format: { field: 'logFormat', schema: z.enum(['text', 'json']), allowed: LOG_FORMATS.join(', ') },
   backend: { field: 'backend', schema: z.enum(['auto', 'pipewire', 'pulseaudio']), allowed: BACKEND_CHOICES.join(', ') },

@@ -105,6 +105,7 @@ export class Daemon extends EventEmitter {
       loop = new Loop(i, () => this.currentBackend(), {
         bufferMs: this.config.bufferMs,
         clientGraceMs: this.config.clientGraceMs,
+        defaultLatencyMs: this.config.defaultLatencyMs,
         ...(this.config.dataPlane ? { dataPlane: this.config.dataPlane } : {}),
         cables: () => this.backend ?? this.lastBackend ?? this.opts.cables ?? null,
         log: this.log,
@@ -157,7 +158,7 @@ export class Daemon extends EventEmitter {
     }
     this.log.configure({ level: config.logLevel, format: config.logFormat });
     for (const loop of this.loops.values()) {
-      loop.configure({ bufferMs: config.bufferMs, clientGraceMs: config.clientGraceMs, dataPlane: config.dataPlane ?? DEFAULT_DATA_PLANE });
+      loop.configure({ bufferMs: config.bufferMs, clientGraceMs: config.clientGraceMs, defaultLatencyMs: config.defaultLatencyMs, dataPlane: config.dataPlane ?? DEFAULT_DATA_PLANE });
     }
     const old = this.config.audioloopInstances;
     this.config = { ...config, socketDir: this.config.socketDir };

@@ -20,8 +20,12 @@ export function ringFor(fmt: PcmFormat, bufferMs: number, latencyMs?: number): {
   const ms = latencyMs === undefined ? bufferMs : Math.max(MIN_RING_MS, RING_LATENCIES * latencyMs);
   const ringBytes = Math.max(4096, Math.ceil((bytesPerSecond(fmt) * ms) / 1000));
   if (latencyMs === undefined) return { ringBytes };
-  const latencyFrames = Math.max(1, Math.round((latencyMs * fmt.rate) / 1000));
-  return { ringBytes: ringBytes - (ringBytes % frameBytes(fmt)), latencyFrames };
+  return { ringBytes: ringBytes - (ringBytes % frameBytes(fmt)), latencyFrames: latencyToFrames(latencyMs, fmt.rate) };
+}
+
+/** MS at `rate` in frames (node.latency's numerator), at least 1 */
+export function latencyToFrames(ms: number, rate: number): number {
+  return Math.max(1, Math.round((ms * rate) / 1000));
 }
 
 export interface LatencyStatus {
@@ -29,16 +33,23 @@ export interface LatencyStatus {
   requestedMs: number | null;
   /** node.latency frames asked for, null when not asked */
   requestedFrames: number | null;
+  /**
+   * node.latency frames the node asks the graph for: the request, or
+   * without one config default_latency_ms for a PipeWire read loop's sink
+   * (it runs before any client); null when the node asks nothing
+   */
+  nodeFrames: number | null;
   /** frames of the last graph cycle (the quantum the graph granted), 0 while the node does not run */
   grantedFrames: number;
   grantedMs: number;
 }
 
-export function grantedLatency(req: OpenRequest, quantum: number): LatencyStatus {
-  const requestedFrames = req.latencyMs === undefined ? null : Math.max(1, Math.round((req.latencyMs * req.rate) / 1000));
+export function grantedLatency(req: OpenRequest, quantum: number, nodeFrames: number | null): LatencyStatus {
+  const requestedFrames = req.latencyMs === undefined ? null : latencyToFrames(req.latencyMs, req.rate);
   return {
     requestedMs: req.latencyMs ?? null,
     requestedFrames,
+    nodeFrames,
     grantedFrames: quantum,
     grantedMs: Math.round((quantum * 10000) / req.rate) / 10,
   };

@@ -56,7 +56,7 @@ import { bytesPerSecond, frameBytes, type PcmFormat } from './format';
 import { formatOk, formatReset, formatSilence, formatStart, formatTimeout, ProtocolError, type OpenRequest, type ServerMode } from './protocol';
 import { silentLogger, type Logger } from './log';
 import { PeakMeter } from './dsp/level';
-import { grantedLatency, ringFor, type LatencyStatus } from './latency';
+import { grantedLatency, latencyToFrames, ringFor, type LatencyStatus } from './latency';
 
 export type LoopState = 'idle' | 'waiting' | 'running' | 'draining' | 'closing';
 
@@ -92,6 +92,8 @@ export interface LoopOptions {
   cables?: () => CableFactory | null;
   /** a session ends once no client was linked for this long (config client_grace_ms; default 1000) */
   clientGraceMs?: number;
+  /** node.latency of a read loop whose server did not ask latency= (config default_latency_ms; 0 or absent: none) */
+  defaultLatencyMs?: number;
   /** @internal how long OK waits for the node's registration (default OK_WAIT_MS) */
   okWaitMs?: number;
   log?: Logger;
@@ -255,10 +257,11 @@ export class Loop extends EventEmitter {
     this.log = (opts.log ?? silentLogger).child(this.node);
   }
 
-  /** A reloaded config: buffer_ms and data_plane take effect at the next open, client_grace_ms at the next grace period. */
-  configure(o: { bufferMs: number; clientGraceMs?: number; dataPlane?: DataPlane }): void {
+  /** A reloaded config: buffer_ms, default_latency_ms and data_plane take effect at the next open, client_grace_ms at the next grace period. */
+  configure(o: { bufferMs: number; clientGraceMs?: number; dataPlane?: DataPlane; defaultLatencyMs?: number }): void {
     this.opts.bufferMs = o.bufferMs;
     if (o.clientGraceMs !== undefined) this.opts.clientGraceMs = o.clientGraceMs;
+    if (o.defaultLatencyMs !== undefined) this.opts.defaultLatencyMs = o.defaultLatencyMs;
     if (o.dataPlane !== undefined) this.opts.dataPlane = o.dataPlane;
   }
 
@@ -325,6 +328,7 @@ export class Loop extends EventEmitter {
       ringBytes,
       wakeBytes: Math.max(frame, Math.min(ringBytes / 8, bytesPerSecond(fmt) / 100)),
       ...(latencyFrames !== undefined ? { latencyFrames } : {}),
+      ...(latencyFrames === undefined && req.mode === 'read' && this.opts.defaultLatencyMs ? { defaultLatencyFrames: latencyToFrames(this.opts.defaultLatencyMs, fmt.rate) } : {}),
     };
     let ep: Endpoint | null = null;
     let cable: Cable | null = null;
@@ -1063,7 +1067,7 @@ export class Loop extends EventEmitter {
       size: st?.size ?? 0,
       queued: cs ? cs.queued : s ? (s.req.mode === 'write' ? s.pending.length : s.socket.writableLength) : 0,
       nodeId: st?.nodeId ?? -1,
-      latency: s ? grantedLatency(s.req, st?.quantum ?? 0) : null,
+      latency: s ? grantedLatency(s.req, st?.quantum ?? 0, s.ep?.options.latencyFrames ?? null) : null,
       clock: s?.clock
         ? {
             since: s.clock.since.toISOString(),

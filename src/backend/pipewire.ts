@@ -47,7 +47,17 @@ export class PipeWireBackend extends EventEmitter implements Backend {
     if (!this.core) throw makeError('EBADF', 'createEndpoint', 'the PipeWire backend is closed');
     if (this.lost) throw makeError('EPIPE', 'createEndpoint', 'the PipeWire server went away');
     if (cable !== undefined && !(cable instanceof NativeCable)) throw makeError('EINVAL', 'createEndpoint', 'a cable of another backend');
-    const ep = new PipeWireEndpoint(this.native, this.core, opts, () => this.endpoints.delete(ep), cable);
+    // PipeWire's sink runs from creation (node.always-process,
+    // native/pw-backend.c): without a request of its own it would run the
+    // graph at the default quantum before any client, and a client joining
+    // at a smaller one keeps the fill it had at the switch (measured: two
+    // quanta more, for the stream's life). PulseAudio's sink does not run
+    // before its clients: the default is PipeWire's only.
+    const o =
+      this.name === 'pipewire' && opts.direction === 'sink' && opts.latencyFrames === undefined && opts.defaultLatencyFrames
+        ? { ...opts, latencyFrames: opts.defaultLatencyFrames }
+        : opts;
+    const ep = new PipeWireEndpoint(this.native, this.core, o, () => this.endpoints.delete(ep), cable);
     this.endpoints.add(ep);
     return ep;
   }

@@ -23,6 +23,13 @@ export interface EndpointOptions extends PcmFormat {
   wakeBytes?: number;
   /** the latency the node asks the graph for, in frames at `rate` (PipeWire node.latency) */
   latencyFrames?: number;
+  /**
+   * without latencyFrames: what a sink node that runs before any client
+   * (PipeWire's, node.always-process) asks instead (config
+   * default_latency_ms); a backend whose node does not run before its
+   * clients ignores it
+   */
+  defaultLatencyFrames?: number;
   /** extra node properties for the sound server */
   props?: Record<string, string>;
 }

@@ -519,7 +519,12 @@ export { fetchStatus } from '../control';
 /** status's latency line for an open loop: what the graph granted (its quantum) and what the server asked for */
 export function describeLatency(node: string, rate: number, l: LatencyStatus): string {
   const got = l.grantedFrames > 0 ? `granted ${l.grantedMs} ms (quantum ${l.grantedFrames} at ${rate} Hz)` : 'granted - (the node is not running)';
-  const asked = l.requestedMs !== null ? `asked ${l.requestedMs} ms (node.latency ${l.requestedFrames}/${rate})` : 'asked nothing (latency=: the clients decide)';
+  const asked =
+    l.requestedMs !== null
+      ? `asked ${l.requestedMs} ms (node.latency ${l.requestedFrames}/${rate})`
+      : l.nodeFrames !== null
+        ? `asked nothing; the node asks node.latency ${l.nodeFrames}/${rate} (default_latency_ms)`
+        : 'asked nothing (latency=: the clients decide)';
   return `${node} latency: ${got}; ${asked}`;
 }
 

@@ -67,15 +67,58 @@ describe('OPEN latency=MS (real daemon, real PipeWire, pw-dump)', function () {
     });
   }
 
-  it('without latency= the node asks nothing (node.latency is not ours) and the ring is buffer_ms', async function () {
+  /** waits for audioloop0 in pw-dump; its node.latency (null: none) */
+  const latencyOf0 = (): Promise<string | null> =>
+    waitFor(() => nodeLatency('audioloop0').then((v) => (v === undefined ? undefined : { v })), 5000, 'audioloop0').then((x) => x.v);
+
+  it('without latency= a read loop asks default_latency_ms (20: node.latency 960/48000; status says so) and the ring is buffer_ms', async function () {
     const srv = await openServer(0, { mode: 'read', socketDir: sock });
     try {
-      assert.equal(await waitFor(() => nodeLatency('audioloop0').then((v) => (v === undefined ? undefined : { v })), 5000, 'audioloop0').then((x) => x.v), null);
+      assert.equal(await latencyOf0(), '960/48000');
       const st = (await fetchStatus(sock)).loops[0]!;
       assert.equal(st.latency?.requestedMs, null);
+      assert.equal(st.latency?.requestedFrames, null);
+      assert.equal(st.latency?.nodeFrames, 960);
       assert.ok(st.size >= 48000 * 4 * 0.2, `ring ${st.size}`);
+      const text = await run(process.execPath, [CLI, 'status', '-s', sock]);
+      assert.match(text.stdout, /^audioloop0 latency: .*; asked nothing; the node asks node\.latency 960\/48000 \(default_latency_ms\)$/m);
     } finally {
       await srv.close();
+    }
+  });
+
+  it('without latency= a write loop asks nothing (its source runs only with its clients: they decide)', async function () {
+    const srv = await openServer(0, { mode: 'write', socketDir: sock });
+    try {
+      assert.equal(await latencyOf0(), null);
+      const st = (await fetchStatus(sock)).loops[0]!;
+      assert.equal(st.latency?.requestedMs, null);
+      assert.equal(st.latency?.nodeFrames, null);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('default_latency_ms = 0: a read loop without latency= asks nothing; = 5 at 44100 Hz: node.latency 221/44100', async function () {
+    for (const [ms, rate, want] of [
+      [0, 48000, null],
+      [5, 44100, '221/44100'],
+    ] as const) {
+      const conf = path.join(tmp, `d${ms}.conf`);
+      fs.writeFileSync(conf, `default_latency_ms = ${ms}\n`);
+      const sock2 = path.join(tmp, `sock${ms}`);
+      const d = spawnTracked(process.execPath, [CLI, 'daemon', '-c', conf, '-s', sock2, '--sound-server', 'system']);
+      await waitFor(() => fetchStatus(sock2).catch(() => null), 15000, 'the second daemon');
+      const srv = await openServer(0, { mode: 'read', rate, socketDir: sock2 });
+      try {
+        // the first daemon's audioloop0 is not open: pw-dump's audioloop0 is this one
+        assert.equal(await latencyOf0(), want, `default_latency_ms = ${ms}`);
+        assert.equal((await fetchStatus(sock2)).loops[0]!.latency?.nodeFrames, want === null ? null : 221);
+      } finally {
+        await srv.close();
+        d.child.kill('SIGTERM');
+        await d.done;
+      }
     }
   });
 

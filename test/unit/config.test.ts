@@ -23,7 +23,7 @@ function configError(fn: () => unknown): ConfigError {
 describe('config', () => {
   describe('defaults', () => {
     it('has the documented defaults', () => {
-      assert.deepEqual({ ...DEFAULT_CONFIG }, { audioloopInstances: 1, bufferMs: 200, clientGraceMs: 1000, logLevel: 'info', logFormat: 'text' });
+      assert.deepEqual({ ...DEFAULT_CONFIG }, { audioloopInstances: 1, bufferMs: 200, clientGraceMs: 1000, defaultLatencyMs: 20, logLevel: 'info', logFormat: 'text' });
       assert.equal('socketDir' in DEFAULT_CONFIG, false);
       assert.ok(Object.isFrozen(DEFAULT_CONFIG));
     });
@@ -41,8 +41,18 @@ describe('config', () => {
       assert.equal(DEFAULT_CONFIG.bufferMs, 200);
     });
 
+    it('default_latency_ms defaults to 20; 0-1000 (0: none); others name the range', () => {
+      assert.equal(parseConfig('', FILE).defaultLatencyMs, 20);
+      assert.equal(parseConfig('default_latency_ms = 0', FILE).defaultLatencyMs, 0);
+      assert.equal(parseConfig('default_latency_ms = 1000', FILE).defaultLatencyMs, 1000);
+      assert.throws(
+        () => parseConfig('\ndefault_latency_ms = 1001', FILE),
+        (e: ConfigError) => e.line === 2 && e.key === 'default_latency_ms' && e.allowed === 'integers 0-1000 (0: none)',
+      );
+    });
+
     it('lists the known keys', () => {
-      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'client_grace_ms', 'log_level', 'log_format', 'backend', 'data_plane']);
+      assert.deepEqual(CONFIG_KEYS, ['audioloop_instances', 'socket_dir', 'buffer_ms', 'client_grace_ms', 'default_latency_ms', 'log_level', 'log_format', 'backend', 'data_plane']);
     });
   });
 
@@ -55,6 +65,7 @@ describe('config', () => {
           '  buffer_ms\t=\t50  ',
           'log_level =debug',
           'log_format= json',
+          'default_latency_ms = 0',
         ].join('\n'),
         FILE,
       );
@@ -63,6 +74,7 @@ describe('config', () => {
         socketDir: '/run/audioloop test',
         bufferMs: 50,
         clientGraceMs: 1000,
+        defaultLatencyMs: 0,
         logLevel: 'debug',
         logFormat: 'json',
       };
@@ -204,10 +216,10 @@ describe('config', () => {
       const err = configError(() => parseConfig('buffer_ms = 20\naudioloop_instance = 2', FILE));
       assert.equal(err.line, 2);
       assert.equal(err.key, 'audioloop_instance');
-      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format, backend, data_plane');
+      assert.equal(err.allowed, 'audioloop_instances, socket_dir, buffer_ms, client_grace_ms, default_latency_ms, log_level, log_format, backend, data_plane');
       assert.equal(
         err.message,
-        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, client_grace_ms, log_level, log_format, backend, data_plane`,
+        `${FILE}:2: unknown key audioloop_instance: known keys are audioloop_instances, socket_dir, buffer_ms, client_grace_ms, default_latency_ms, log_level, log_format, backend, data_plane`,
       );
     });
 
@@ -250,7 +262,7 @@ describe('config', () => {
     it('reads and parses a file, naming it in errors', () => {
       const file = join(dir, 'a.conf');
       writeFileSync(file, 'audioloop_instances = 5\nbuffer_ms = 30\n');
-      assert.deepEqual(loadConfig(file), { audioloopInstances: 5, bufferMs: 30, clientGraceMs: 1000, logLevel: 'info', logFormat: 'text' });
+      assert.deepEqual(loadConfig(file), { audioloopInstances: 5, bufferMs: 30, clientGraceMs: 1000, defaultLatencyMs: 20, logLevel: 'info', logFormat: 'text' });
       writeFileSync(file, 'audioloop_instances = 5\nbuffer_ms = 3\n');
       const err = configError(() => loadConfig(file));
       assert.equal(err.file, file);
