@@ -293,9 +293,11 @@ static napi_value js_core_open(napi_env env, napi_callback_info info)
 	const struct al_backend_ops *ops;
 	if (backend[0] == '\0' || strcmp(backend, "pipewire") == 0)
 		ops = &al_pipewire_ops;
-	else if (strcmp(backend, "pulseaudio") == 0)
-		ops = &al_pulseaudio_ops;
-	else
+	else if (strcmp(backend, "pulseaudio") == 0) {
+		ops = al_pulseaudio_ops_load();
+		if (ops == NULL)
+			return make_int(env, -ENOENT); /* backendLoadError() says why */
+	} else
 		return make_int(env, -EINVAL);
 	if (app_name[0] == '\0')
 		snprintf(app_name, sizeof(app_name), "audioloop");
@@ -872,6 +874,18 @@ static napi_value js_versions(napi_env env, napi_callback_info info)
 	return obj;
 }
 
+/* backendLoadError() -> string | null: why coreOpen(..., "pulseaudio") could not load audioloop_pulse.node */
+static napi_value js_backend_load_error(napi_env env, napi_callback_info info)
+{
+	const char *e = al_pulseaudio_load_error();
+	if (e[0] == '\0') {
+		napi_value n;
+		NAPI_CALL(env, napi_get_null(env, &n));
+		return n;
+	}
+	return make_str(env, e);
+}
+
 /* strerror(errno) -> string */
 static napi_value js_strerror(napi_env env, napi_callback_info info)
 {
@@ -911,6 +925,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "cableConsume", NULL, js_cable_consume, NULL, NULL, NULL, napi_default, NULL },
 		{ "versions", NULL, js_versions, NULL, NULL, NULL, napi_default, NULL },
 		{ "strerror", NULL, js_strerror, NULL, NULL, NULL, napi_default, NULL },
+		{ "backendLoadError", NULL, js_backend_load_error, NULL, NULL, NULL, napi_default, NULL },
 	};
 	NAPI_CALL(env, napi_define_properties(env, exports, sizeof(desc) / sizeof(desc[0]), desc));
 	return exports;

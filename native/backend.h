@@ -142,6 +142,11 @@ void al_mirror_free_client(struct al_client_info *ci);
 void al_mirror_update_links(struct al_core *c);
 
 extern const struct al_backend_ops al_pipewire_ops;
+/* in audioloop_pulse.node (pa-backend.c), loaded on first use by pa-load.c */
 extern const struct al_backend_ops al_pulseaudio_ops;
+/* [js] pa-load.c: the PulseAudio ops, loading the module on first use; NULL
+ * if it cannot be loaded (al_pulseaudio_load_error() says why) */
+const struct al_backend_ops *al_pulseaudio_ops_load(void);
+const char *al_pulseaudio_load_error(void);
 
 #endif

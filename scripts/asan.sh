@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the native tests once against an AddressSanitizer build of the addon:
-# builds native/*.c with -fsanitize=address into a private dir, points the
-# TS layer at it (AUDIOLOOP_NATIVE_ADDON), preloads libasan into node and
+# builds native/*.c (the addon; not pa-backend.c, the PulseAudio module
+# that binding.gyp builds apart) with -fsanitize=address into a private
+# dir, points the TS layer at it (AUDIOLOOP_NATIVE_ADDON), preloads libasan into node and
 # runs the tests that drive the addon hardest (handle lifetimes in any
 # order, the fd data plane of every loop mode) against a private PipeWire.
 # Leak checking is off: node itself keeps allocations until exit.
@@ -25,8 +26,8 @@ done
 # shellcheck disable=SC2046
 gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address -std=gnu11 -Wall -Wextra \
   -Wno-unused-parameter -Wno-missing-field-initializers -DNAPI_VERSION=8 -I"$inc" \
-  $(pkg-config --cflags libpipewire-0.3) native/*.c -o "$out/audioloop_native.node" \
-  $(pkg-config --libs libpipewire-0.3) -lm
+  $(pkg-config --cflags libpipewire-0.3) $(ls native/*.c | grep -v '/pa-backend\.c$') -o "$out/audioloop_native.node" \
+  $(pkg-config --libs libpipewire-0.3) -lm -ldl
 echo "asan: built $out/audioloop_native.node" >&2
 eval "$(bash scripts/soundserver.sh start "$rt")"
 if [[ $# -eq 0 ]]; then

@@ -159,6 +159,8 @@ export interface NativeBinding {
   cableClose(cable: CableHandle): void;
   versions(): { compiled: string; linked: string };
   strerror(errno: number): string;
+  /** why coreOpen(..., 'pulseaudio') returned -ENOENT: the PulseAudio module (build/Release/audioloop_pulse.node) or libpulse could not be loaded; null if it did not fail */
+  backendLoadError(): string | null;
 }
 
 let binding: NativeBinding | undefined;

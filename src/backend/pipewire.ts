@@ -28,6 +28,8 @@ export class PipeWireBackend extends EventEmitter implements Backend {
     this.native = loadNative();
     const res = this.native.coreOpen((kind, a, b, text) => this.onCoreEvent(kind, a, b, text), opts.appName ?? 'audioloop', this.name);
     if (typeof res === 'number') {
+      const why = this.name === 'pulseaudio' ? this.native.backendLoadError() : null;
+      if (why !== null) throw errnoError(res, 'dlopen', `cannot load the PulseAudio backend: ${why}`);
       const [call, what] = this.name === 'pulseaudio' ? ['pa_context_connect', 'PulseAudio'] : ['pw_context_connect', 'PipeWire'];
       throw errnoError(res, call, `cannot connect to ${what} (${this.native.strerror(res)}); is a sound server running? (scripts/soundserver.sh)`);
     }

@@ -7,8 +7,12 @@
  * backend-contract.test.ts); this file keeps what is PipeWire's own.
  */
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { loadNative } from '../../src/native';
+import { run } from '../helpers/proc';
 import { requirePipeWire } from '../helpers/soundserver';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
 
 let seq = 0;
 function uniqueName(): string {
@@ -48,5 +52,27 @@ describe('native handles close in any order (real headless PipeWire)', function 
     assert.equal(native.cableLine(cable, 'X\n'), -9, 'no fd plugged');
     native.cableClose(cable);
     native.cableClose(cable);
+  });
+});
+
+describe('the PulseAudio backend is loaded only when used (real headless PipeWire)', function () {
+  this.timeout(20000);
+  before(requirePipeWire);
+
+  it('a process on the PipeWire backend maps neither libpulse nor audioloop_pulse.node; backendLoadError() is null', async function () {
+    // a fresh process: this mocha process may have opened the PulseAudio backend in another test
+    const script = [
+      "const { PipeWireBackend } = require('./dist/src/backend/pipewire');",
+      "const b = new PipeWireBackend({ appName: 'audioloop-test-noload' });",
+      "const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');",
+      "const libs = [...new Set(maps.split('\\n').map((l) => l.split(/\\s+/)[5]).filter((p) => p && /pulse|audioloop_/.test(p)))];",
+      "console.log(JSON.stringify({ libs, err: require('./dist/src/native').loadNative().backendLoadError() }));",
+      'b.close();',
+    ].join('\n');
+    const r = await run(process.execPath, ['-e', script], { cwd: ROOT });
+    assert.equal(r.code, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as { libs: string[]; err: string | null };
+    assert.deepEqual(got.libs.map((p) => path.basename(p)), ['audioloop_native.node'], `mapped: ${got.libs.join(', ')}`);
+    assert.equal(got.err, null);
   });
 });
