@@ -25,11 +25,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# the addon and the PulseAudio module (binding.gyp) are missing or older than their sources
+native_stale() {
+  local m
+  for m in build/Release/audioloop_native.node build/Release/audioloop_pulse.node; do
+    [[ -f $m && -z "$(find native -newer "$m" -print -quit)" && ! binding.gyp -nt $m ]] || return 0
+  done
+  return 1
+}
+
 if [[ -L node_modules ]]; then
   # a shared install (a git worktree's link to another checkout's modules):
   # `npm ci` here would empty the linked directory for every tree using it
   echo "setup: node_modules is a link to $(readlink node_modules); not reinstalling through it" >&2
-  if [[ ! -f build/Release/audioloop_native.node || -n "$(find native -newer build/Release/audioloop_native.node -print -quit)" || binding.gyp -nt build/Release/audioloop_native.node ]]; then
+  if native_stale; then
     npm run --silent build:native >&2
   fi
 elif [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -37,7 +46,7 @@ elif [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.js
   # @discordjs/opus would first try to download a prebuilt binary, which this
   # network refuses only after minutes of retries: build it from source at once
   npm_config_build_from_source=true npm ci --no-audit --no-fund >&2
-elif [[ ! -f build/Release/audioloop_native.node || -n "$(find native -newer build/Release/audioloop_native.node -print -quit)" || binding.gyp -nt build/Release/audioloop_native.node ]]; then
+elif native_stale; then
   echo "setup: building the native addon" >&2
   npm run --silent build:native >&2
 fi
