@@ -153,6 +153,12 @@ void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n)
 	/* ... and not in the first settle_cycles cycles the link is seen
 	 * flowing: those play silence (the backend's choice, pw-backend.c) */
 	c->ready_cycles = flowing ? RING_MIN(c->ready_cycles + 1, c->settle_cycles + 1) : 0;
+	if (fd_mode && flowing && !c->flow_seen_rt) {
+		/* once: [io] sends a held START now (al_cable_start) */
+		c->flow_seen_rt = true;
+		atomic_store_explicit(&c->flow_seen, 1, memory_order_release);
+		kick_io(c);
+	}
 	if (atomic_load_explicit(&c->gate, memory_order_acquire) && flowing && (!fd_mode || c->ready_cycles > c->settle_cycles)) {
 		/* whole frames only: a writer may have put part of one in */
 		uint32_t avail = ring_fill(&c->ring);
@@ -427,11 +433,33 @@ static int queue_line(struct al_cable *c, const char *line)
 	return 0;
 }
 
+/* [io_lock] a held START goes out before anything queued after it */
+static int release_start(struct al_cable *c)
+{
+	if (!c->start_held)
+		return 0;
+	c->start_held = false;
+	return queue_line(c, c->start_line);
+}
+
 static int request(struct al_cable *c, const char *line, int what, bool drain)
 {
 	struct al_host *h = c->host;
 	pthread_mutex_lock(&h->io_lock);
-	int res = c->fd < 0 ? -EBADF : c->finishing ? -EPIPE : queue_line(c, line);
+	int res = c->fd < 0 ? -EBADF : c->finishing ? -EPIPE : 0;
+	if (res == 0 && what == 1 && !c->is_sink && line != NULL && !atomic_load(&c->flow_seen)) {
+		/* START waits for [rt]'s first cycle flowing to a client (al_cable_start) */
+		if (strlen(line) >= sizeof(c->start_line) || c->start_held) {
+			res = c->start_held ? -EBUSY : -ENOSPC;
+		} else {
+			snprintf(c->start_line, sizeof(c->start_line), "%s", line);
+			c->start_held = true;
+		}
+	} else if (res == 0) {
+		res = release_start(c);
+		if (res == 0)
+			res = queue_line(c, line);
+	}
 	if (res == 0 && what == 1) {
 		if (c->is_sink) {
 			atomic_store(&c->started, 1);
@@ -803,6 +831,8 @@ static void service(struct al_cable *c, uint32_t revents)
 		if (!c->out_blocked && flush_ctl(c) && atomic_load(&c->started))
 			capture_out(c);
 	} else {
+		if (c->start_held && atomic_load(&c->flow_seen) && release_start(c) < 0)
+			fail(c, ENOSPC);
 		if (!c->out_blocked)
 			flush_ctl(c);
 		if (!c->eof_seen || c->pending_off < c->pending_len)

@@ -71,6 +71,8 @@ struct al_cable {
 	_Atomic int want_space;      /* playback: the writer waits for free space */
 	_Atomic int drained;         /* playback after EOF: [rt] saw the ring empty */
 	uint32_t ready_cycles;       /* [rt] only: playback, fd mode: consecutive cycles with a client's link flowing (capped) */
+	bool flow_seen_rt;           /* [rt] only: playback, fd mode: a cycle with a client's link flowing was seen */
+	_Atomic int flow_seen;       /* playback, fd mode: set by [rt] at that first cycle (and [io] kicked), read by [io] */
 	uint32_t settle_cycles;      /* set by the backend before its stream runs ([js, locked]), read by [rt]: of those, how many still play silence */
 	/* set by the backend ([loop]), read by [rt] */
 	_Atomic uint32_t links;      /* client links to the node */
@@ -94,6 +96,8 @@ struct al_cable {
 	uint32_t pending_len, pending_off, pending_cap;
 	char ctl[AL_CTL_BYTES];      /* protocol lines to send, in order, before more PCM */
 	uint32_t ctl_len, ctl_off;
+	char start_line[128];        /* playback: START, held until [rt] saw a cycle flowing to a client (flow_seen), or a later line */
+	bool start_held;
 	uint32_t hold;               /* playback before the gate opens: read ahead (into pending) at most this */
 	uint64_t consume_debt;       /* playback before the gate opens (clock=1): bytes al_cable_consume still discards from what the fd has now */
 	uint64_t consumed;           /* bytes al_cable_consume discarded (never in the ring) */
@@ -150,7 +154,12 @@ uint32_t al_cable_write(struct al_cable *c, const uint8_t *src, uint32_t n);
 int al_cable_plug(struct al_cable *c, int fd, const uint8_t *rest, uint32_t rest_len, uint32_t hold);
 /* [js] queues a protocol line (sent before any PCM that follows) */
 int al_cable_line(struct al_cable *c, const char *line);
-/* [js] a client started: queues `line` (START), then PCM flows */
+/* [js] a client started: queues `line` (START), then PCM flows. A playback
+ * cable sends it only once [rt] has run a cycle with the client's link
+ * flowing (at once if it has): a writer that waits for START then has its
+ * first data in the ring by the first cycle that takes data, every time
+ * (sent earlier, the writer's first data sometimes missed that cycle,
+ * sometimes not, and the stream carried that quantum for its life) */
 int al_cable_start(struct al_cable *c, const char *line);
 /* [js] the end: capture with drain delivers the ring first; then `line`
  * (RESET, may be NULL), then shutdown(SHUT_WR) and AL_CABLE_FINISHED */

@@ -16,7 +16,7 @@ import { loadNative, type CableEventKind, type CableHandle, type CoreHandle, typ
 import { frameBytes, type PcmFormat } from '../../src/format';
 import { pulseToolsDriver } from '../contract/pulse-driver';
 import { checkCounter, checkCounterSkippingSilence, counterPcm } from '../helpers/pcm';
-import { waitFor } from '../helpers/proc';
+import { sleep, waitFor } from '../helpers/proc';
 import { onPulseAudio, requireSoundServer } from '../helpers/soundserver';
 
 const FMT: PcmFormat = { format: 's16le', rate: 48000, channels: 2 };
@@ -166,6 +166,43 @@ describe('native cable fd mode (real sound server, paplay/parecord)', function (
     assert.equal(native.cableFinish(cable, 'RESET\n', false), -32 /* EPIPE */, 'finish once');
     native.cableClose(cable);
     assert.equal(native.cableStats(cable).fdOpen, false);
+  });
+
+  it('playback: START waits for a cycle flowing to a client (none linked: not sent; a recorder links: sent); a finish while held sends START, then RESET', async function () {
+    const name = `audioloop_cable_${process.pid}_${seq++}`;
+    const { cable, next } = cableWithNode('source', name, 1 << 16);
+    const pair = await socketPair(tmp);
+    cleanups.push(pair.close);
+    const got = collect(pair.peer);
+    assert.equal(native.cablePlug(cable, fdOf(pair.ours), null, 1 << 14), 0);
+    pair.ours.destroy();
+    assert.equal(native.cableStart(cable, 'START app=test\n'), 0);
+    assert.equal(native.cableStart(cable, 'START again\n'), -16 /* EBUSY */, 'one START');
+    // no client: the node runs no cycle to a client, so the line stays held
+    await sleep(400);
+    assert.equal(got.data().toString('latin1'), '', 'nothing before a client flows');
+    const rec = driver.record(name, FMT);
+    cleanups.push(() => rec.stop());
+    await waitFor(() => (got.data().toString('latin1') === 'START app=test\n' ? true : null), 5000, 'START once the recorder flows');
+    rec.stop();
+    await rec.done;
+    assert.equal(native.cableFinish(cable, 'RESET\n', false), 0);
+    assert.equal(await next('finished'), 0);
+    await got.ended;
+    assert.equal(got.data().toString('latin1'), 'START app=test\nRESET\n');
+
+    // held and never released by a client: the finish sends it first
+    const other = cableWithNode('source', `${name}_b`, 1 << 16);
+    const p2 = await socketPair(tmp);
+    cleanups.push(p2.close);
+    const got2 = collect(p2.peer);
+    assert.equal(native.cablePlug(other.cable, fdOf(p2.ours), null, 1 << 14), 0);
+    p2.ours.destroy();
+    assert.equal(native.cableStart(other.cable, 'START\n'), 0);
+    assert.equal(native.cableFinish(other.cable, 'RESET\n', false), 0);
+    assert.equal(await other.next('finished'), 0);
+    await got2.ended;
+    assert.equal(got2.data().toString('latin1'), 'START\nRESET\n', 'in order');
   });
 
   it('playback cableConsume (clock=1): discards whole frames of what the server sent, oldest first (held, then the fd), never what it has not sent; a client then records the rest in order', async function () {
