@@ -153,9 +153,8 @@ void al_cable_rt_pull(struct al_cable *c, uint8_t *dst, uint32_t n)
 	/* ... and not in the first settle_cycles cycles the link is seen
 	 * flowing: those play silence (the backend's choice, pw-backend.c) */
 	c->ready_cycles = flowing ? RING_MIN(c->ready_cycles + 1, c->settle_cycles + 1) : 0;
-	if (fd_mode && flowing && !c->flow_seen_rt) {
+	if (fd_mode && flowing && !atomic_load_explicit(&c->flow_seen, memory_order_relaxed)) {
 		/* once: [io] sends a held START now (al_cable_start) */
-		c->flow_seen_rt = true;
 		atomic_store_explicit(&c->flow_seen, 1, memory_order_release);
 		kick_io(c);
 	}

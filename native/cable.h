@@ -71,8 +71,7 @@ struct al_cable {
 	_Atomic int want_space;      /* playback: the writer waits for free space */
 	_Atomic int drained;         /* playback after EOF: [rt] saw the ring empty */
 	uint32_t ready_cycles;       /* [rt] only: playback, fd mode: consecutive cycles with a client's link flowing (capped) */
-	bool flow_seen_rt;           /* [rt] only: playback, fd mode: a cycle with a client's link flowing was seen */
-	_Atomic int flow_seen;       /* playback, fd mode: set by [rt] at that first cycle (and [io] kicked), read by [io] */
+	_Atomic int flow_seen;       /* playback, fd mode: [rt] ran a cycle with a client's link flowing (set once, [io] kicked), read by [io] and [js, io_lock] */
 	uint32_t settle_cycles;      /* set by the backend before its stream runs ([js, locked]), read by [rt]: of those, how many still play silence */
 	/* set by the backend ([loop]), read by [rt] */
 	_Atomic uint32_t links;      /* client links to the node */

@@ -45,10 +45,13 @@ const struct al_backend_ops *al_pulseaudio_ops_load(void)
 		snprintf(load_error, sizeof(load_error), "%s", dlerror());
 		return NULL;
 	}
+	/* beside the addon */
 	char path[4096];
 	const char *slash = strrchr(self.dli_fname, '/');
-	int dir = slash ? (int)(slash - self.dli_fname) : 1;
-	snprintf(path, sizeof(path), "%.*s/%s", dir, slash ? self.dli_fname : ".", AL_PULSE_MODULE);
+	if (slash)
+		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self.dli_fname), self.dli_fname, AL_PULSE_MODULE);
+	else
+		snprintf(path, sizeof(path), "./%s", AL_PULSE_MODULE);
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
 		snprintf(load_error, sizeof(load_error), "%s", dlerror());

@@ -328,7 +328,7 @@ export class Loop extends EventEmitter {
       ringBytes,
       wakeBytes: Math.max(frame, Math.min(ringBytes / 8, bytesPerSecond(fmt) / 100)),
       ...(latencyFrames !== undefined ? { latencyFrames } : {}),
-      ...(latencyFrames === undefined && req.mode === 'read' && this.opts.defaultLatencyMs ? { defaultLatencyFrames: latencyToFrames(this.opts.defaultLatencyMs, fmt.rate) } : {}),
+      ...(latencyFrames === undefined && this.opts.defaultLatencyMs ? { defaultLatencyFrames: latencyToFrames(this.opts.defaultLatencyMs, fmt.rate) } : {}),
     };
     let ep: Endpoint | null = null;
     let cable: Cable | null = null;
